@@ -1,0 +1,3 @@
+from lenet_dist.cli import app
+
+app(prog_name="lenet-dist")

@@ -1,0 +1,40 @@
+"""Batched on-device augmentation: one small random affine per sample, whole batch at once
+(affine_grid + grid_sample), no per-sample PIL. Images are in [0, 1] with a 0 background, so
+zero padding matches the background."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from lenet_dist.config import AugmentConfig
+
+
+def batch_generator(device: torch.device, seed: int, epoch: int, step: int) -> torch.Generator:
+    """The augmentation randomness of one batch is a function of where it is in training, so a
+    resumed run draws exactly what the uninterrupted run drew, with no RNG state to store."""
+    key = (seed * 1_000_003 + epoch) * 1_000_003 + step
+    return torch.Generator(device=device).manual_seed(key % (2**63))
+
+
+def random_affine(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator,
+                  rank: int = 0, world: int = 1) -> torch.Tensor:
+    """Rotate by up to ±degrees, zoom by up to ±scale, shift by up to ±translate of the size.
+    The draws are made for the whole global batch and each rank takes its slice, so the result
+    does not depend on the world size."""
+    n = x.shape[0]
+    u = torch.rand(n * world, 4, generator=generator, device=x.device, dtype=x.dtype)
+    u = u[rank * n:(rank + 1) * n] * 2 - 1
+    angle = u[:, 0] * math.radians(cfg.degrees)
+    zoom = 1 + u[:, 1] * cfg.scale
+    # affine_grid maps output to input coordinates, so the inverse transform; the image spans 2
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack(
+        [torch.stack([cos, -sin, u[:, 2] * cfg.translate * 2], 1),
+         torch.stack([sin, cos, u[:, 3] * cfg.translate * 2], 1)],
+        1,
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

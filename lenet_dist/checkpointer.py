@@ -1,0 +1,81 @@
+"""Checkpoint policy: when to save, what to keep, which checkpoint a resume starts from.
+
+The training loop asks `due(...)` at every step boundary; this class decides. `latest` is found
+by reading the directory (newest step whose files all pass their sha256), never via a symlink.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from lenet_dist.checkpoint import list_training_checkpoints, read_meta, save_checkpoint, step_dir
+from lenet_dist.config import CheckpointConfig
+from lenet_dist.errors import CheckpointError
+from lenet_dist.model import LeNet5
+
+log = logging.getLogger("lenet_dist.checkpoint")
+
+
+def latest_valid(run_dir: Path) -> Path | None:
+    """The newest intact training checkpoint of a run; corrupt ones are skipped with a warning."""
+    for ckpt in reversed(list_training_checkpoints(run_dir)):
+        try:
+            read_meta(ckpt)
+        except CheckpointError as exc:
+            log.warning("resume: skipping %s", exc)
+            continue
+        return ckpt
+    return None
+
+
+def best_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint of a run with the highest held-out accuracy (final model included)."""
+    candidates = list_training_checkpoints(run_dir) + [Path(run_dir) / "model"]
+    scored = []
+    for ckpt in candidates:
+        try:
+            _, meta = read_meta(ckpt)
+        except CheckpointError:
+            continue
+        accuracy = (meta.get("metrics") or {}).get("test_accuracy")
+        if accuracy is not None:
+            scored.append((accuracy, meta.get("global_step", 0), ckpt))
+    return max(scored, key=lambda t: (t[0], t[1]))[2] if scored else None
+
+
+class Checkpointer:
+    def __init__(self, run_dir: Path, cfg: CheckpointConfig, is_main: bool):
+        self.run_dir = Path(run_dir)
+        self.cfg = cfg
+        self.is_main = is_main
+        self.last_saved_step: int | None = None
+
+    def due(self, global_step: int, end_of_epoch: bool) -> bool:
+        if global_step == self.last_saved_step:
+            return False
+        if end_of_epoch and self.cfg.every_epoch:
+            return True
+        return bool(self.cfg.every_steps) and global_step % self.cfg.every_steps == 0
+
+    def save(self, global_step: int, model: LeNet5, meta: dict[str, Any], state: dict[str, Any]) -> Path:
+        """Main process writes; every rank records the step so `due` stays in agreement."""
+        dest = step_dir(self.run_dir, global_step)
+        if self.is_main:
+            save_checkpoint(dest, model, {**meta, "global_step": global_step}, training_state=state)
+            self._prune()
+        self.last_saved_step = global_step
+        return dest
+
+    def _prune(self) -> None:
+        ckpts = list_training_checkpoints(self.run_dir)
+        keep = set(ckpts[-self.cfg.keep_last:])
+        if self.cfg.keep_best:
+            best = best_checkpoint(self.run_dir)
+            if best is not None:
+                keep.add(best)
+        for ckpt in ckpts:
+            if ckpt not in keep:
+                shutil.rmtree(ckpt, ignore_errors=True)

@@ -1,0 +1,164 @@
+"""Typed configuration: YAML file + dotted overrides, validated before any work starts.
+
+Every field is documented here and in configs/default.yaml. Unknown keys, wrong types and
+impossible values raise ConfigError naming the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lenet_dist.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    dataset: Literal["mnist", "fashion-mnist"] = "mnist"
+    data_dir: Path = Field(Path("data"), description="where raw IDX files are fetched to and read from")
+    train_subset: int | None = Field(None, gt=0, description="use only the first N training images")
+    test_subset: int | None = Field(None, gt=0, description="evaluate on only the first N test images")
+
+
+class AugmentConfig(_Section):
+    enabled: bool = Field(False, description="batched random affine on the training device")
+    degrees: float = Field(10.0, ge=0, le=180, description="max rotation, degrees")
+    translate: float = Field(0.1, ge=0, le=0.5, description="max shift, fraction of the image size")
+    scale: float = Field(0.1, ge=0, lt=1, description="max relative zoom in or out")
+
+
+class OptimConfig(_Section):
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0, description="peak learning rate")
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
+
+
+class ScheduleConfig(_Section):
+    name: Literal["constant", "onecycle", "cosine"] = "constant"
+    warmup_fraction: float = Field(0.2, ge=0, lt=1, description="onecycle: fraction of steps rising to lr")
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(10, gt=0)
+    batch_size: int = Field(128, gt=0, description="global batch: split over processes and accumulation")
+    grad_accum_steps: int = Field(1, gt=0)
+    seed: int = Field(0, ge=0)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    eval_batch_size: int = Field(5000, gt=0)
+    log_every_steps: int = Field(50, gt=0, description="train loss/lr/throughput every N optimizer steps")
+    channels_last: bool = Field(True, description="NHWC memory layout; faster convolutions on CPU and GPU")
+
+
+class CheckpointConfig(_Section):
+    every_steps: int = Field(0, ge=0, description="0: no step checkpoints")
+    every_epoch: bool = True
+    keep_last: int = Field(2, gt=0, description="training states kept, besides the best")
+    keep_best: bool = Field(True, description="also keep the best model by held-out accuracy")
+    stop_signals: list[Literal["SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2"]] = Field(
+        ["SIGTERM", "SIGINT", "SIGUSR1"], description="checkpoint and exit 75 (resumable) on these")
+    signal_check_steps: int = Field(10, gt=0, description="ranks agree on a stop every N steps (a sync)")
+
+
+class TrackingConfig(_Section):
+    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+    project: str = "lenet-dist"
+    entity: str | None = None
+    group: str | None = None
+    init_timeout_s: float = Field(30.0, gt=0, description="online init longer than this falls back to offline")
+
+
+class Config(_Section):
+    output_dir: Path = Field(Path("runs"), description="run directories are created under it")
+    run_name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$", description="default: generated")
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    train: TrainConfig = TrainConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _batch_divides(self) -> Config:
+        if self.train.batch_size % self.train.grad_accum_steps:
+            raise ValueError(
+                f"train.batch_size ({self.train.batch_size}) must be divisible by "
+                f"train.grad_accum_steps ({self.train.grad_accum_steps})"
+            )
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = tree
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"config key '{key}': '{part}' is a value, not a section")
+        node = child
+    node[leaf] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'optim.lr=0.01' -> ('optim.lr', 0.01); the value is read as YAML (so 'null', 'true', '[1,2]')."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override '{text}' is not KEY=VALUE (example: --set optim.lr=0.01)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        tree = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(tree).__name__}")
+    return tree
+
+
+def _explain(err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "config"
+    if first["type"] == "extra_forbidden":
+        return f"unknown config key '{key}' (see configs/default.yaml for the valid keys)"
+    got = first.get("input")
+    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"config key '{key}': {first['msg']}{shown}"
+
+
+def load_config(path: Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read YAML (none: the defaults defined here, which configs/default.yaml mirrors), apply
+    'a.b=value' overrides, validate."""
+    tree = _read_yaml(path) if path is not None else {}
+    for text in overrides:
+        _set_dotted(tree, *parse_override(text))
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_explain(err)) from None

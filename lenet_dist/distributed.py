@@ -1,0 +1,70 @@
+"""The only module that builds the Accelerator or reads rank / launcher / SLURM variables."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+from lenet_dist.errors import ConfigError
+
+
+def env_rank() -> int:
+    """Global rank from the launcher's environment (0 when not launched), readable before any
+    process group exists: torchrun/accelerate set RANK, srun sets SLURM_PROCID."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def env_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def env_local_world_size() -> int:
+    return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+
+
+def slurm_info() -> dict[str, str]:
+    """The SLURM job's identity, for the run's metadata (empty outside SLURM)."""
+    keys = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT",
+            "SLURM_JOB_NAME", "SLURM_JOB_NODELIST", "SLURM_NNODES")
+    return {k.lower(): os.environ[k] for k in keys if k in os.environ}
+
+
+def cpu_threads_per_process() -> int:
+    """Launchers set OMP_NUM_THREADS=1; a CPU job instead splits the cores it may use between
+    the processes on this machine."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, env_local_world_size()))
+
+
+def make_accelerator(mixed_precision: str):
+    """An Accelerator that really runs DDP for any launch.
+
+    Trap: on a machine without GPUs, `accelerate launch --multi_gpu --num_processes 2` and
+    `torchrun --nproc_per_node 2` start 2 processes, but accelerate reports no distribution (each
+    trains on all data) unless it is told to use the CPU; then it builds a gloo process group.
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
+
+    use_cpu = not torch.cuda.is_available()
+    if use_cpu:
+        torch.set_num_threads(cpu_threads_per_process())
+        if mixed_precision == "fp16":
+            raise ConfigError("train.mixed_precision 'fp16' needs a GPU; use 'bf16' or 'no' on CPU")
+    # a rank that dies leaves its peers waiting: fail in minutes rather than the default 30
+    pg = InitProcessGroupKwargs(timeout=timedelta(minutes=10))
+    return Accelerator(cpu=use_cpu, mixed_precision=mixed_precision, kwargs_handlers=[pg])
+
+
+def pick_device(name: str = "auto"):
+    """'auto' → cuda when present, else cpu; an explicit device must exist."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ConfigError(f"device '{name}' is not one of auto, cpu, cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' asked for, but no CUDA GPU is visible; use --device cpu")
+    return torch.device(name)

@@ -1,0 +1,40 @@
+"""LeNet5. Pure torch: no distributed code, no I/O, no logging."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LeNet5(nn.Module):
+    """conv 6@5x5 pad 2 → pool → conv 16@5x5 → pool → fc 120 → fc 84 → fc classes (61,706
+    parameters for 10 classes), ReLU after every layer but the last, max pooling."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10):
+        super().__init__()
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 6, kernel_size=5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, kernel_size=5),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(16 * 5 * 5, 120),
+            nn.ReLU(inplace=True),
+            nn.Linear(120, 84),
+            nn.ReLU(inplace=True),
+            nn.Linear(84, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+    def model_args(self) -> dict[str, int]:
+        """The constructor's arguments: stored in checkpoints so inference rebuilds the model
+        without the training config."""
+        return {"in_channels": self.in_channels, "num_classes": self.num_classes}
