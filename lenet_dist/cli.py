@@ -108,11 +108,13 @@ def evaluate(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
 ) -> None:
-    """Held-out evaluation of a model checkpoint, on any device."""
+    """Held-out evaluation of a model checkpoint, on any device (sharded under a multi-process launcher)."""
     from lenet_dist.evaluate import evaluate_checkpoint
     from lenet_dist.report import print_eval
 
-    result, meta = evaluate_checkpoint(checkpoint, data_dir, device)
+    result, meta, reporter = evaluate_checkpoint(checkpoint, data_dir, device)
+    if not reporter:
+        return
     if as_json:
         typer.echo(json.dumps({"checkpoint": str(checkpoint), "dataset": meta["dataset"], **result.to_dict()}))
     else:

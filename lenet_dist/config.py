@@ -27,31 +27,31 @@ class DataConfig(_Section):
 
 
 class AugmentConfig(_Section):
-    enabled: bool = Field(False, description="batched random affine on the training device")
+    enabled: bool = Field(True, description="batched random affine on the training device")
     degrees: float = Field(10.0, ge=0, le=180, description="max rotation, degrees")
     translate: float = Field(0.1, ge=0, le=0.5, description="max shift, fraction of the image size")
     scale: float = Field(0.1, ge=0, lt=1, description="max relative zoom in or out")
 
 
 class OptimConfig(_Section):
-    name: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(1e-3, gt=0, description="peak learning rate")
-    weight_decay: float = Field(0.0, ge=0)
+    name: Literal["adam", "adamw", "sgd"] = "adamw"
+    lr: float = Field(3e-3, gt=0, description="peak learning rate")
+    weight_decay: float = Field(5e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
 
 
 class ScheduleConfig(_Section):
-    name: Literal["constant", "onecycle", "cosine"] = "constant"
+    name: Literal["constant", "onecycle", "cosine"] = "onecycle"
     warmup_fraction: float = Field(0.2, ge=0, lt=1, description="onecycle: fraction of steps rising to lr")
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(10, gt=0)
+    epochs: int = Field(15, gt=0)
     batch_size: int = Field(128, gt=0, description="global batch: split over processes and accumulation")
     grad_accum_steps: int = Field(1, gt=0)
     seed: int = Field(0, ge=0)
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
     eval_batch_size: int = Field(5000, gt=0)
     log_every_steps: int = Field(50, gt=0, description="train loss/lr/throughput every N optimizer steps")
     channels_last: bool = Field(True, description="NHWC memory layout; faster convolutions on CPU and GPU")

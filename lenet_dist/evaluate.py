@@ -4,6 +4,7 @@ count every one of the 10000 test images exactly once and agree with a single pr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -63,15 +64,22 @@ def evaluate(model: torch.nn.Module, split: Split, spec: DatasetSpec, *, rank: i
     )
 
 
-def evaluate_checkpoint(path, data_dir, device: str = "auto") -> tuple[EvalResult, dict]:
-    """Load a model checkpoint on any device and evaluate it on its dataset's full test split."""
+def evaluate_checkpoint(path, data_dir, device: str = "auto") -> tuple[EvalResult, dict, bool]:
+    """Load a model checkpoint on any device and evaluate it on its dataset's full test split.
+    Under a multi-process launcher the test set is sharded and the counts summed. Returns the
+    result, the checkpoint metadata, and whether this process is the one to report."""
     from lenet_dist.checkpoint import load_model
     from lenet_dist.data import load_split
-    from lenet_dist.distributed import pick_device
+    from lenet_dist.distributed import env_world_size, make_accelerator, pick_device
     from lenet_dist.fetch import ensure_dataset
 
     model, meta = load_model(path)
-    dev = pick_device(device)
+    rank, world, reduce_sum, dev = 0, 1, _identity, pick_device(device)
+    if env_world_size() > 1:
+        acc = make_accelerator("no")
+        rank, world, dev = acc.process_index, acc.num_processes, acc.device
+        reduce_sum = functools.partial(acc.reduce, reduction="sum")
     spec = ensure_dataset(meta["dataset"], data_dir)
     split = load_split(spec, data_dir, "test", device=dev)
-    return evaluate(model.to(dev), split, spec), meta
+    result = evaluate(model.to(dev), split, spec, rank=rank, world=world, reduce_sum=reduce_sum)
+    return result, meta, rank == 0

@@ -120,7 +120,7 @@ class Trainer:
                               f"train.grad_accum_steps ({self.world} x {self.cfg.train.grad_accum_steps})")
 
     def _run_config(self) -> dict[str, Any]:
-        return {**self.cfg.model_dump(mode="json"), "world_size": self.world, "device": str(self.device),
+        return {**self.cfg.model_dump(mode="json"), "world_size": self.world, "device": self.device.type,
                 **slurm_info()}
 
     def _maybe_resume(self, model: LeNet5, optimizer: torch.optim.Optimizer, resume: str | None) -> str | None:
@@ -312,11 +312,12 @@ class Trainer:
             "run_dir": str(self.run_dir),
             "dataset": self.spec.name,
             "world_size": self.world,
-            "device": str(self.device),
+            "device": self.device.type,
             "epochs": self.cfg.train.epochs,
             "epochs_completed": p["epoch"],
             "global_step": p["global_step"],
             "global_batch_size": self.cfg.train.batch_size,
+            "per_process_batch_size": self.cfg.train.batch_size // self.world,
             "test_accuracy": final.accuracy if final else None,
             "test_loss": final.loss if final else None,
             "test_samples": final.samples if final else None,

@@ -1,0 +1,71 @@
+"""Shared fixtures: the real MNIST files (fetched once through the real fetch chain), a small
+trained run, and helpers that run the real CLI and real multi-process launches."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("LENET_DIST_TEST_DATA", REPO / "data"))
+BIN = Path(sys.executable).parent
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1", **extra}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m lenet_dist ARGS` as a user would run it."""
+    return subprocess.run([sys.executable, "-m", "lenet_dist", *map(str, args)], cwd=cwd, env=env or cli_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def launch(nproc: int, *args: str, cwd: Path, env: dict | None = None, timeout: float = 600):
+    """`accelerate launch --multi_gpu --num_processes N -m lenet_dist ARGS` (real gloo DDP on CPU)."""
+    cmd = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", str(nproc),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(29500 + os.getpid() % 1000 + nproc),
+           "-m", "lenet_dist", *map(str, args)]
+    return subprocess.run(cmd, cwd=cwd, env=env or cli_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    """A user error: non-zero exit, no traceback, and exactly one 'error:' line."""
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    from lenet_dist.fetch import ensure_dataset
+
+    ensure_dataset("mnist", DATA_DIR)
+    return DATA_DIR
+
+
+SMALL = ["--set", "data.train_subset=6000", "--set", "tracking.mode=disabled", "--epochs", "1"]
+
+
+@pytest.fixture(scope="session")
+def small_run(mnist_dir: Path, tmp_path_factory) -> Path:
+    """A run trained once for the session: 6000 images, 1 epoch, held-out accuracy ~0.9."""
+    out = tmp_path_factory.mktemp("runs")
+    proc = run_cli("train", "--data-dir", mnist_dir, "--output-dir", out, "--run-name", "small",
+                   "--set", "augment.enabled=false", *SMALL, cwd=out)
+    assert proc.returncode == 0, proc.stderr
+    return out / "small"
