@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from lenet_dist.errors import CheckpointError
+from lenet_dist.faults import crash_point
 from lenet_dist.fetch import sha256_of
 from lenet_dist.model import LeNet5
 
@@ -68,15 +69,19 @@ def atomic_dir(dest: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never half of one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2)
-        fh.write("\n")
+        fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def versions() -> dict[str, str]:
@@ -98,6 +103,7 @@ def save_checkpoint(dest: Path, model: LeNet5, meta: dict[str, Any],
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_dir(dest) as tmp:
         save_file(tensors, str(tmp / MODEL_FILE))
+        crash_point("during-save")
         if training_state is not None:
             torch.save(training_state, tmp / STATE_FILE)
         full_meta = {

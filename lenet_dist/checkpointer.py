@@ -52,6 +52,15 @@ class Checkpointer:
         self.cfg = cfg
         self.is_main = is_main
         self.last_saved_step: int | None = None
+        if is_main:
+            self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self) -> None:
+        """A save killed mid-write leaves a hidden .tmp directory; a run has one writer, so at
+        start any such directory is garbage."""
+        root = self.run_dir / "checkpoints"
+        for tmp in root.glob(".*.tmp-*") if root.is_dir() else []:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def due(self, global_step: int, end_of_epoch: bool) -> bool:
         if global_step == self.last_saved_step:

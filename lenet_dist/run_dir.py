@@ -24,15 +24,13 @@ def _claim(cfg: Config, resume: str | None) -> tuple[str, str | None]:
                       "or pick another --run-name")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(cfg.to_yaml())
     except OSError as exc:
         return name, f"cannot write the run directory {run_dir}: {exc.strerror}"
     return name, None
 
 
 def prepare_run_dir(cfg: Config, accelerator, resume: str | None) -> Path:
-    """Create the run directory and save the resolved config; every rank gets the same path or
-    the same error."""
+    """Create the run directory; every rank gets the same path or the same error."""
     from accelerate.utils import broadcast_object_list
 
     decided = [_claim(cfg, resume) if accelerator.is_main_process else None]

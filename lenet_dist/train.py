@@ -20,13 +20,14 @@ import torch.nn.functional as F
 
 from lenet_dist import PROCESS_START
 from lenet_dist.augment import batch_generator, random_affine
-from lenet_dist.checkpoint import load_training_state, save_checkpoint, write_json_atomic
+from lenet_dist.checkpoint import load_training_state, save_checkpoint, write_json_atomic, write_text_atomic
 from lenet_dist.checkpointer import Checkpointer, latest_valid
 from lenet_dist.config import Config
 from lenet_dist.data import epoch_order, load_split, normalize, rank_batch, steps_per_epoch
 from lenet_dist.distributed import make_accelerator, slurm_info
 from lenet_dist.errors import CheckpointError, ConfigError
 from lenet_dist.evaluate import EvalResult, evaluate
+from lenet_dist.faults import crash_point
 from lenet_dist.fetch import ensure_dataset
 from lenet_dist.model import LeNet5
 from lenet_dist.preemption import StopRequest, TrainingStopped
@@ -106,6 +107,8 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.resumed_from: str | None = None
         run_id = self._maybe_resume(model, optimizer, resume)
+        if self.is_main:  # only once a resume has loaded: a failed one changes nothing
+            write_text_atomic(self.run_dir / "config.yaml", cfg.to_yaml())
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
         self.checkpointer = Checkpointer(self.run_dir, cfg.checkpoint, self.is_main)
         self.checkpointer.last_saved_step = self.progress["global_step"] if self.resumed_from else None
@@ -151,7 +154,7 @@ class Trainer:
 
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        stop = StopRequest(self.cfg.checkpoint.stop_signals)
+        stop = StopRequest(self.cfg.checkpoint.stop_signals, self.run_dir / "STOP")
         try:
             while self.progress["epoch"] < self.cfg.train.epochs:
                 self._run_epoch(self.progress["epoch"], stop)
@@ -170,6 +173,7 @@ class Trainer:
         window = _LossWindow(self.device)
         for step in range(self.progress["step_in_epoch"], self.steps_per_epoch):
             window.add(self._run_batch(order, epoch, step))
+            crash_point("after-step")
             self.progress.update(step_in_epoch=step + 1, global_step=self.progress["global_step"] + 1,
                                  train_images=self.progress["train_images"] + self.cfg.train.batch_size)
             g = self.progress["global_step"]
@@ -291,6 +295,8 @@ class Trainer:
     def _stop(self, stop: StopRequest) -> None:
         path = self._save_training_state(None)
         self._write_summary(None, status="stopped", stop_signal=stop.signal_name or "peer")
+        if self.is_main:
+            stop.consume_stop_file()
         raise TrainingStopped(f"stopped on {stop.signal_name or 'a peer rank signal'} at step "
                               f"{self.progress['global_step']}; resume with --resume auto", str(path))
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from lenet_dist.data import eval_shard, epoch_order, load_split, rank_batch, steps_per_epoch
+from lenet_dist.data import epoch_order, eval_shard, load_split, rank_batch, steps_per_epoch
 from lenet_dist.datasets import MNIST
 from lenet_dist.fetch import verify
 
@@ -15,7 +15,7 @@ def test_real_mnist_is_verified_and_loads_as_tensors(mnist_dir: Path):
     assert set(verify(MNIST, mnist_dir).values()) == {"ok"}
     test = load_split(MNIST, mnist_dir, "test")
     assert test.images.shape == (10000, 1, 28, 28) and test.images.dtype == torch.float32
-    assert 0.0 <= float(test.images.min()) and float(test.images.max()) <= 1.0
+    assert float(test.images.min()) >= 0.0 and float(test.images.max()) <= 1.0
     assert torch.bincount(test.labels).tolist()[:2] == [980, 1135]  # the canonical class counts
 
 
