@@ -52,7 +52,7 @@ class Tracker:
         self._wandb_run = None
         if not self.enabled:
             return
-        self._jsonl = open(Path(run_dir) / "metrics.jsonl", "a", buffering=1)
+        self._jsonl = open(Path(run_dir) / "metrics.jsonl", "a", buffering=1)  # noqa: SIM115 (closed in close())
         self.mode = resolve_mode(cfg)
         if self.mode != "disabled":
             self._start_wandb(Path(run_dir), cfg, run_name, config or {})

@@ -215,6 +215,7 @@ def test_evaluate_prints_accuracy_per_class_and_confusion(small_run: Path, mnist
     proc = run_cli("evaluate", small_run / "model", "--data-dir", mnist_dir, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "accuracy" in proc.stdout and "confusion matrix" in proc.stdout
-    result = json.loads(run_cli("evaluate", small_run / "model", "--data-dir", mnist_dir, "--json", cwd=tmp_path).stdout)
+    as_json = run_cli("evaluate", small_run / "model", "--data-dir", mnist_dir, "--json", cwd=tmp_path)
+    result = json.loads(as_json.stdout)
     assert result["accuracy"] == read_summary(small_run)["test_accuracy"]
     assert sum(map(sum, result["confusion_matrix"])) == 10000 and len(result["per_class_accuracy"]) == 10
