@@ -20,7 +20,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 data_app = typer.Typer(no_args_is_help=True, help="Fetch, verify and import the datasets.")
 checkpoint_app = typer.Typer(no_args_is_help=True, help="Inspect checkpoints.")
 app.add_typer(data_app, name="data")
+runs_app = typer.Typer(no_args_is_help=True, help="Look at finished runs.")
 app.add_typer(checkpoint_app, name="checkpoint")
+app.add_typer(runs_app, name="runs")
 
 
 class Dataset(str, Enum):
@@ -84,6 +86,8 @@ def train(
     resume: Annotated[str | None, typer.Option(help="'auto' (latest valid checkpoint of this run, else "
                                                "start fresh) or a checkpoint directory")] = None,
     set_: SetOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="validate the config, print the run directory "
+                                          "and exit (job scripts use it to fail fast)")] = False,
 ) -> None:
     """Train LeNet5; works alone, under `accelerate launch`, torchrun and srun."""
     from lenet_dist.config import load_config
@@ -94,6 +98,11 @@ def train(
              "tracking.mode": tracking.value if tracking else None}
     overrides = list(set_ or []) + [f"{k}={v}" for k, v in flags.items() if v is not None]
     cfg = load_config(config, overrides)
+    if dry_run:
+        from lenet_dist.run_dir import generated_name
+
+        typer.echo(Path(cfg.output_dir) / (cfg.run_name or generated_name(cfg.data.dataset)))
+        return
 
     from lenet_dist.train import train as run_training
 
@@ -188,3 +197,19 @@ def data_import(
 
     spec = import_dataset(folder, dataset.value, data_dir)
     typer.echo(f"{spec.name}: imported and verified into {spec.raw_dir(data_dir)}")
+
+
+@runs_app.command("compare")
+@user_errors
+def runs_compare(
+    paths: Annotated[list[Path], typer.Argument(help="run directories, or folders of them (e.g. runs/)")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A table of runs (a sweep's, say) from their summary.json, best held-out accuracy first."""
+    from lenet_dist.runs import compare, print_table
+
+    rows = compare(paths)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        print_table(rows)

@@ -68,3 +68,10 @@ def pick_device(name: str = "auto"):
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device '{name}' asked for, but no CUDA GPU is visible; use --device cpu")
     return torch.device(name)
+
+
+def node_name() -> str:
+    """This process's node: SLURM's name for it when under SLURM (several slurmd can share a host)."""
+    import socket
+
+    return os.environ.get("SLURMD_NODENAME") or socket.gethostname()

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from accelerate.utils import gather_object
 
 from lenet_dist import PROCESS_START
 from lenet_dist.augment import batch_generator, random_affine
@@ -24,7 +25,7 @@ from lenet_dist.checkpoint import load_training_state, save_checkpoint, write_js
 from lenet_dist.checkpointer import Checkpointer, latest_valid
 from lenet_dist.config import Config
 from lenet_dist.data import epoch_order, load_split, normalize, rank_batch, steps_per_epoch
-from lenet_dist.distributed import make_accelerator, slurm_info
+from lenet_dist.distributed import make_accelerator, node_name, slurm_info
 from lenet_dist.errors import CheckpointError, ConfigError
 from lenet_dist.evaluate import EvalResult, evaluate
 from lenet_dist.faults import crash_point
@@ -85,6 +86,7 @@ class Trainer:
         self.is_main = self.acc.is_main_process
         self.device = self.acc.device
         self._check_batch_split()
+        self.rank_nodes = gather_object([node_name()]) if self.world > 1 else [node_name()]
         with self.acc.local_main_process_first():  # one fetcher per machine (plus a file lock)
             self.spec = ensure_dataset(cfg.data.dataset, cfg.data.data_dir)
         self.train_set = load_split(self.spec, cfg.data.data_dir, "train", cfg.data.train_subset, self.device)
@@ -318,6 +320,7 @@ class Trainer:
             "run_dir": str(self.run_dir),
             "dataset": self.spec.name,
             "world_size": self.world,
+            "rank_nodes": self.rank_nodes,
             "device": self.device.type,
             "epochs": self.cfg.train.epochs,
             "epochs_completed": p["epoch"],

@@ -51,6 +51,9 @@ def test_resume_after_sigkill_is_bit_exact(fault: str, uninterrupted: Path, mnis
     s = read_summary(tmp_path / "run")
     assert s["epochs_completed"] == 2 and s["global_step"] == 46
     assert [h["epoch"] for h in s["history"]] == [1, 2], "no epoch repeated or skipped"
+    ref = read_summary(uninterrupted)
+    assert [h["test_accuracy"] for h in s["history"]] == [h["test_accuracy"] for h in ref["history"]]
+    assert [h["train_loss"] for h in s["history"]] == pytest.approx([h["train_loss"] for h in ref["history"]])
     assert s["resumed"] == (fault != "after-step:2")  # killed before the first save: starts fresh
     assert not list((tmp_path / "run" / "checkpoints").glob(".*")), "no temporary directory left behind"
 

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Train lenet-dist on a SLURM cluster: one node or many, GPU or CPU nodes.
+#
+#   sbatch slurm/train.sh                                   # defaults
+#   sbatch --nodes=2 --gpus-per-node=4 slurm/train.sh -c configs/x.yaml --set optim.lr=0.01
+#
+# Arguments pass through to `lenet-dist train`. Everything else comes from SLURM's environment:
+# nodes, processes per node (the node's GPUs, else LENET_CPU_PROCS_PER_NODE, default 1), the head
+# node's address, a port derived from the job id, and each node's rank (read on that node).
+# Preemption: on SIGUSR1 (sent 120 s before the time limit, or by `scancel --signal=USR1`) or
+# SIGTERM, the workers checkpoint and stop; the job requeues itself (at most LENET_MAX_REQUEUES
+# times) and the requeued run resumes its own run directory. Submit from the repository root:
+# the log goes to logs/<job name>-<job id>.out, appended to across requeues.
+#
+#SBATCH --job-name=lenet-dist
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --output=logs/%x-%j.out
+#SBATCH --open-mode=append
+#SBATCH --requeue
+#SBATCH --signal=B:USR1@120
+#SBATCH --time=02:00:00
+set -euo pipefail
+
+EXIT_RESUMABLE=75
+MAX_REQUEUES=${LENET_MAX_REQUEUES:-3}
+RESTARTS=${SLURM_RESTART_COUNT:-0}
+cd "${SLURM_SUBMIT_DIR:-.}"
+if [ -z "${VIRTUAL_ENV:-}" ] && [ -x .venv/bin/lenet-dist ]; then export PATH="$PWD/.venv/bin:$PATH"; fi
+
+# a stable name: a requeued job (same job id) finds and resumes its own run
+if [ -n "${SLURM_ARRAY_JOB_ID:-}" ]; then
+  RUN_NAME=${LENET_RUN_NAME:-${SLURM_JOB_NAME}-${SLURM_ARRAY_JOB_ID}-${SLURM_ARRAY_TASK_ID}}
+else
+  RUN_NAME=${LENET_RUN_NAME:-${SLURM_JOB_NAME}-${SLURM_JOB_ID}}
+fi
+
+echo "lenet-dist: job ${SLURM_JOB_ID} start $(date -Is) on ${SLURM_JOB_NODELIST}, restart ${RESTARTS}"
+# user errors (bad config, unknown key) end the job here with one line, and are never requeued
+RUN_DIR=$(lenet-dist train "$@" --run-name "$RUN_NAME" --dry-run)
+
+HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+PORT=$((20000 + SLURM_JOB_ID % 20000))
+GPUS=${SLURM_GPUS_ON_NODE:-0}
+if [ "$GPUS" -gt 0 ] 2>/dev/null; then PER_NODE=$GPUS; else PER_NODE=${LENET_CPU_PROCS_PER_NODE:-1}; fi
+WORLD=$((SLURM_NNODES * PER_NODE))
+MULTI=""
+[ "$WORLD" -gt 1 ] && MULTI="--multi_gpu"   # the N-process launcher; on CPU nodes it runs gloo DDP
+export LENET_HEAD=$HEAD LENET_PORT=$PORT LENET_PER_NODE=$PER_NODE LENET_WORLD=$WORLD LENET_MULTI=$MULTI
+export LENET_RUN_DIR=$RUN_DIR OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+echo "lenet-dist: ${SLURM_NNODES} node(s) x ${PER_NODE} process(es), head ${HEAD}:${PORT}, run ${RUN_DIR}"
+
+# shellcheck disable=SC2317  # invoked by the traps below
+stop_workers() {
+  echo "lenet-dist: $1 received $(date -Is): asking the workers to checkpoint and stop"
+  mkdir -p "$RUN_DIR" && touch "$RUN_DIR/STOP"   # reaches every rank; launchers do not forward USR1
+}
+trap 'stop_workers SIGUSR1' USR1
+trap 'stop_workers SIGTERM' TERM
+
+# one launcher per node; SLURM_NODEID is read on each node, not expanded once here
+# shellcheck disable=SC2016  # single quotes on purpose: expanded by the task on its node
+srun --kill-on-bad-exit=1 bash -c '
+  trap "touch \"$LENET_RUN_DIR/STOP\"" USR1 TERM
+  if [ "$LENET_WORLD" -eq 1 ]; then
+    python -m lenet_dist train "$@" &   # no launcher needed: its exit code (75: resumable) passes through
+  else
+    accelerate launch $LENET_MULTI --num_machines "$SLURM_NNODES" --machine_rank "$SLURM_NODEID" \
+      --num_processes "$LENET_WORLD" --main_process_ip "$LENET_HEAD" --main_process_port "$LENET_PORT" \
+      --mixed_precision no --dynamo_backend no \
+      -m lenet_dist train "$@" &
+  fi
+  child=$!
+  while :; do wait $child; rc=$?; kill -0 $child 2>/dev/null || exit $rc; done
+' node-launch "$@" --run-name "$RUN_NAME" --resume auto &
+STEP=$!
+set +e
+while :; do
+  wait "$STEP"; RC=$?
+  kill -0 "$STEP" 2>/dev/null || break   # still running: the wait was cut short by a signal
+done
+set -e
+
+# the run's own word on how it ended, if this attempt of this job wrote it (a stale summary of an
+# earlier attempt must not requeue a job that failed)
+STATUS=$(python3 - "$RUN_DIR/summary.json" <<'PY' 2>/dev/null || true
+import json, os, sys
+s = json.load(open(sys.argv[1]))
+slurm = s.get("slurm", {})
+mine = slurm.get("slurm_job_id") == os.environ["SLURM_JOB_ID"] and \
+    slurm.get("slurm_restart_count", "0") == os.environ.get("SLURM_RESTART_COUNT", "0")
+print(s.get("status", "") if mine else "")
+PY
+)
+echo "lenet-dist: job step ended with exit code $RC, run status '${STATUS:-none}' $(date -Is)"
+if [ "$STATUS" = "stopped" ]; then
+  if [ "$RESTARTS" -lt "$MAX_REQUEUES" ]; then
+    echo "lenet-dist: requeueing job ${SLURM_JOB_ID} (restart $((RESTARTS + 1)) of at most ${MAX_REQUEUES})"
+    scontrol requeue "$SLURM_JOB_ID"
+    exit 0
+  fi
+  echo "lenet-dist: not requeueing: ${MAX_REQUEUES} requeues already; resume with the same --run-name"
+  exit $EXIT_RESUMABLE
+fi
+[ "$STATUS" = "completed" ] && exit 0
+exit "$RC"
