@@ -213,3 +213,98 @@ def runs_compare(
         typer.echo(json.dumps(rows, indent=2))
     else:
         print_table(rows)
+
+
+class Style(str, Enum):
+    user = "user"
+    mnist = "mnist"
+
+
+@data_app.command("samples")
+@user_errors
+def data_samples(
+    out_dir: Annotated[Path, typer.Argument(help="folder to write the images and labels.csv into")],
+    n: Annotated[int, typer.Option(min=1, max=10000, help="how many test digits")] = 100,
+    style: Annotated[Style, typer.Option(help="user: photo-like, dark on light; mnist: as in the dataset")] = (
+        Style.user),
+    seed: Annotated[int, typer.Option()] = 0,
+    dataset: Annotated[Dataset, typer.Option()] = Dataset.mnist,
+    data_dir: DataDirOpt = Path("data"),
+) -> None:
+    """Write image files made from real held-out test digits, to try `predict` on."""
+    from lenet_dist.fetch import ensure_dataset
+    from lenet_dist.samples import write_samples
+
+    spec = ensure_dataset(dataset.value, data_dir)
+    labels = write_samples(spec, data_dir, out_dir, n, style.value, seed)
+    typer.echo(f"wrote {n} {style.value}-style images and {labels}")
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+@app.command()
+@user_errors
+def predict(
+    inputs: Annotated[list[str], typer.Argument(help="image files, directories, or glob patterns")],
+    checkpoint: Annotated[Path | None, typer.Option(help="model checkpoint (default: the best model of the "
+                                                    "most recent run under runs/)")] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="look into subdirectories")] = False,
+    no_preprocess: Annotated[bool, typer.Option("--no-preprocess", help="inputs are already MNIST-like "
+                                                "(light digit on black, 28x28): skip inversion/crop/centring")] = False,
+    save_preprocessed: Annotated[Path | None, typer.Option(help="write the 28x28 images the model saw here")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    output: Annotated[OutputFormat, typer.Option("--format", help="table | json | csv")] = OutputFormat.table,
+    as_json: Annotated[bool, typer.Option("--json", help="same as --format json")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="same as --format csv")] = False,
+) -> None:
+    """Predict the digit in each image; bad inputs get an error row and exit code 5."""
+    from lenet_dist.distributed import pick_device
+    from lenet_dist.errors import EXIT_PARTIAL
+    from lenet_dist.predict import as_csv as to_csv
+    from lenet_dist.predict import as_json as to_json
+    from lenet_dist.predict import collect_inputs, default_checkpoint, predict_files
+
+    fmt = "json" if as_json else "csv" if as_csv else output.value
+    dev = pick_device(device)
+    if checkpoint is None:
+        checkpoint = default_checkpoint()
+    typer.echo(f"lenet-dist: using checkpoint {checkpoint}", err=True)
+    files, errors = collect_inputs(inputs, recursive)
+    rows = errors + predict_files(files, checkpoint, mnist_like=no_preprocess, device=dev,
+                                  save_preprocessed=save_preprocessed)
+    for r in rows:
+        if r.error:
+            typer.echo(f"lenet-dist: {r.file}: {r.error}", err=True)
+    if fmt == "json":
+        typer.echo(to_json(rows))
+    elif fmt == "csv":
+        typer.echo(to_csv(rows), nl=False)
+    else:
+        from lenet_dist.report import print_predictions
+
+        print_predictions(rows)
+    if any(r.error for r in rows):
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+class ExportFormat(str, Enum):
+    torchscript = "torchscript"
+    onnx = "onnx"
+
+
+@app.command()
+@user_errors
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="model checkpoint directory")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="file to write")],
+    fmt: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.torchscript,
+) -> None:
+    """Export a model checkpoint to a file that runs without lenet-dist (raw normalised input)."""
+    from lenet_dist.export import export_model
+
+    max_diff = export_model(checkpoint, output, fmt.value)
+    typer.echo(f"wrote {output} ({fmt.value}); max |logit difference| vs the checkpoint: {max_diff:.2e}")

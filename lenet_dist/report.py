@@ -26,3 +26,16 @@ def print_eval(result: EvalResult, meta: dict) -> None:
     for i, row in enumerate(result.confusion_matrix):
         confusion.add_row(f"{i} {classes[i]}", *[str(n) for n in row])
     console.print(confusion)
+
+
+def print_predictions(rows) -> None:
+    table = Table(title=f"{len(rows)} inputs")
+    for col in ("file", "label", "confidence", "top 3"):
+        table.add_column(col, justify="right" if col == "confidence" else "left")
+    for r in rows:
+        if r.error:
+            table.add_row(r.file, "—", "—", f"error: {r.error}")
+        else:
+            top3 = "  ".join(f"{lbl} {p:.2f}" for lbl, p in r.top3)
+            table.add_row(r.file, r.label, f"{r.confidence:.4f}", top3)
+    Console().print(table)

@@ -1,0 +1,120 @@
+"""Predict digits in image files with a model checkpoint: batched, on CPU or GPU, no accelerate.
+A bad input gets an error row; it never stops the others."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lenet_dist.checkpoint import load_model
+from lenet_dist.checkpointer import best_checkpoint
+from lenet_dist.errors import CheckpointError
+from lenet_dist.preprocess import PreprocessError, load_image
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"}
+
+
+@dataclass
+class Prediction:
+    file: str
+    label: str | None = None
+    confidence: float | None = None
+    top3: list[tuple[str, float]] = field(default_factory=list)
+    error: str | None = None
+
+
+def collect_inputs(inputs: list[str], recursive: bool) -> tuple[list[Path], list[Prediction]]:
+    """Files, directories (their image files; subfolders too when recursive) and glob patterns.
+    Returns the files to predict and an error row for each input that yields none."""
+    files: list[Path] = []
+    errors: list[Prediction] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            found = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                hint = "" if recursive else " (add --recursive for subfolders)"
+                errors.append(Prediction(item, error=f"directory has no image files{hint}"))
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        elif glob.has_magic(item):
+            found = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            if not found:
+                errors.append(Prediction(item, error="pattern matches no files"))
+            files.extend(found)
+        else:
+            errors.append(Prediction(item, error="no such file or directory"))
+    return files, errors
+
+
+def default_checkpoint(runs_dir: Path = Path("runs")) -> Path:
+    """The best model checkpoint of the most recent run under runs_dir."""
+    runs = sorted((p for p in Path(runs_dir).glob("*/summary.json")), key=lambda p: p.stat().st_mtime)
+    for summary in reversed(runs):
+        best = best_checkpoint(summary.parent)
+        if best is not None:
+            return best
+    raise CheckpointError(f"no trained model found under {runs_dir}/; train one or pass --checkpoint PATH")
+
+
+def predict_files(files: list[Path], checkpoint: Path, *, mnist_like: bool = False,
+                  device: torch.device | str = "cpu", batch_size: int = 1024,
+                  save_preprocessed: Path | None = None) -> list[Prediction]:
+    model, meta = load_model(checkpoint)
+    dev = torch.device(device)
+    model = model.to(dev)
+    classes = meta["classes"]
+    mean, std = meta["normalization"]["mean"], meta["normalization"]["std"]
+    rows: list[Prediction] = []
+    ready: list[tuple[Prediction, np.ndarray]] = []
+    for i, f in enumerate(files):
+        row = Prediction(str(f))
+        rows.append(row)
+        try:
+            ready.append((row, load_image(f, mnist_like)))
+        except PreprocessError as exc:
+            row.error = str(exc)
+            continue
+        if save_preprocessed is not None:
+            _save_png(ready[-1][1], Path(save_preprocessed) / f"{i:05d}-{f.stem}.png")
+    for start in range(0, len(ready), batch_size):
+        chunk = ready[start:start + batch_size]
+        x = torch.from_numpy(np.stack([a for _, a in chunk]))[:, None].to(dev)
+        with torch.inference_mode():
+            probs = torch.softmax(model((x - mean) / std).float(), dim=1).cpu()
+        top_p, top_i = probs.topk(3, dim=1)
+        for (row, _), ps, idx in zip(chunk, top_p.tolist(), top_i.tolist(), strict=True):
+            row.label, row.confidence = classes[idx[0]], ps[0]
+            row.top3 = [(classes[j], p) for j, p in zip(idx, ps, strict=True)]
+    return rows
+
+
+def _save_png(a: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((a * 255).round().astype(np.uint8)).save(path)
+
+
+def as_json(rows: list[Prediction]) -> str:
+    return json.dumps([asdict(r) for r in rows], indent=2)
+
+
+def as_csv(rows: list[Prediction]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["file", "label", "confidence", "top3", "error"])
+    for r in rows:
+        top3 = " ".join(f"{lbl}:{p:.4f}" for lbl, p in r.top3)
+        w.writerow([r.file, r.label or "", "" if r.confidence is None else f"{r.confidence:.6f}", top3,
+                    r.error or ""])
+    return buf.getvalue()
