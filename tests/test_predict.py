@@ -28,7 +28,7 @@ def model_dir(mnist_dir: Path, tmp_path_factory) -> Path:
 def _samples(mnist_dir: Path, out: Path, n: int, style: str) -> dict[str, str]:
     proc = run_cli("data", "samples", out, "--n", n, "--style", style, "--data-dir", mnist_dir, cwd=out.parent)
     assert proc.returncode == 0, proc.stderr
-    return {row["file"]: row["label"] for row in csv.DictReader(open(out / "labels.csv"))}
+    return {row["file"]: row["label"] for row in csv.DictReader((out / "labels.csv").read_text().splitlines())}
 
 
 def _accuracy(rows: list[dict], truth: dict[str, str]) -> float:
@@ -157,3 +157,14 @@ def test_torchscript_export_runs_without_lenet_dist_and_matches(model_dir: Path,
         assert torch.allclose(torch.load(tmp_path / "y.pt"), model(x), atol=1e-5)
     meta = json.loads((tmp_path / "lenet.pt.json").read_text())
     assert meta["normalization"]["mean"] == pytest.approx(0.1307)
+
+
+def test_batch_prediction_job_writes_a_csv_per_folder(model_dir: Path, mnist_dir: Path, tmp_path: Path):
+    from .conftest import REPO, cli_env
+
+    truth = _samples(mnist_dir, tmp_path / "inbox" / "day1", 20, "user")
+    done = subprocess.run(["bash", REPO / "jobs" / "predict_folder.sh", tmp_path / "inbox", tmp_path / "out.csv",
+                           "--checkpoint", model_dir], cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader((tmp_path / "out.csv").read_text().splitlines()))
+    assert len(rows) == 20 and _accuracy(rows, truth) >= 0.9

@@ -46,7 +46,7 @@ def log_of(job_name: str, job_id: str) -> str:
 
 
 def test_scripts_are_syntax_and_shellcheck_clean():
-    scripts = sorted((REPO / "slurm").glob("*.sh")) + [REPO / ".ci" / "run"]
+    scripts = [*sorted((REPO / "slurm").glob("*.sh")), *sorted((REPO / "jobs").glob("*.sh")), REPO / ".ci" / "run"]
     for script in scripts:
         subprocess.run(["bash", "-n", script], check=True)
     if shutil.which("shellcheck"):
