@@ -308,3 +308,12 @@ def export(
 
     max_diff = export_model(checkpoint, output, fmt.value)
     typer.echo(f"wrote {output} ({fmt.value}); max |logit difference| vs the checkpoint: {max_diff:.2e}")
+
+
+@app.command()
+@user_errors
+def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
+    """(Re)draw <run>/report.png from metrics.jsonl: loss and accuracy per epoch, confusion matrix."""
+    from lenet_dist.report import write_report
+
+    typer.echo(f"wrote {write_report(run_dir)}")

@@ -72,7 +72,9 @@ class TrackingConfig(_Section):
     project: str = "lenet-dist"
     entity: str | None = None
     group: str | None = None
-    init_timeout_s: float = Field(30.0, gt=0, description="online init longer than this falls back to offline")
+    init_timeout_s: float = Field(20.0, gt=0, description="online init longer than this falls back to offline")
+    log_model: bool = Field(False, description="upload the final model checkpoint as a W&B artifact")
+    misclassified_images: int = Field(32, ge=0, description="held-out images the model got wrong, as a W&B table")
 
 
 class Config(_Section):

@@ -83,3 +83,22 @@ def evaluate_checkpoint(path, data_dir, device: str = "auto") -> tuple[EvalResul
     split = load_split(spec, data_dir, "test", device=dev)
     result = evaluate(model.to(dev), split, spec, rank=rank, world=world, reduce_sum=reduce_sum)
     return result, meta, rank == 0
+
+
+@torch.inference_mode()
+def misclassified(model: torch.nn.Module, split: Split, spec: DatasetSpec, limit: int,
+                  memory_format: torch.memory_format = torch.contiguous_format):
+    """Up to `limit` held-out images the model gets wrong: (uint8 HxW arrays, true names, predicted names)."""
+    model.eval()
+    images, true, predicted = [], [], []
+    for i in range(0, len(split), 5000):
+        x = split.images[i:i + 5000]
+        pred = model(normalize(x, spec).contiguous(memory_format=memory_format)).argmax(1)
+        wrong = (pred != split.labels[i:i + 5000]).nonzero().flatten()[: limit - len(images)]
+        for j in wrong.tolist():
+            images.append((x[j, 0] * 255).round().byte().cpu().numpy())
+            true.append(spec.classes[int(split.labels[i + j])])
+            predicted.append(spec.classes[int(pred[j])])
+        if len(images) >= limit:
+            break
+    return images, true, predicted

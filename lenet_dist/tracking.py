@@ -11,8 +11,10 @@ import json
 import logging
 import netrc
 import os
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from lenet_dist.config import TrackingConfig
 
@@ -25,6 +27,18 @@ def has_wandb_credentials() -> bool:
     try:
         return netrc.netrc().authenticators("api.wandb.ai") is not None
     except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def _reachable(timeout: float = 3.0) -> bool:
+    """Can this node open a connection to the W&B server at all? Compute nodes often cannot; then
+    waiting for wandb's own init timeout is time lost."""
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+        return True
+    except OSError:
         return False
 
 
@@ -61,6 +75,7 @@ class Tracker:
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
+        os.environ["WANDB_MODE"] = self.mode  # wandb re-reads it; an empty or stale value must not win
         kwargs = dict(
             project=os.environ.get("WANDB_PROJECT", cfg.project),
             entity=os.environ.get("WANDB_ENTITY", cfg.entity),
@@ -71,6 +86,10 @@ class Tracker:
             config=config,
             dir=os.environ.get("WANDB_DIR", str(run_dir)),
         )
+        if self.mode == "online" and not _reachable():
+            log.warning("tracking: W&B server unreachable from this node; logging offline instead, sync later "
+                        "with `wandb sync %s`", kwargs["dir"])
+            self.mode = os.environ["WANDB_MODE"] = "offline"
         try:
             self._wandb_run = wandb.init(mode=self.mode, settings=wandb.Settings(
                 init_timeout=cfg.init_timeout_s, console="off", silent=True), **kwargs)
@@ -78,19 +97,30 @@ class Tracker:
             if self.mode != "online":
                 raise
             log.warning("tracking: W&B online init failed (%s); logging offline instead, sync later with "
-                        "`wandb sync`", type(exc).__name__)
-            self.mode = "offline"
+                        "`wandb sync %s`", type(exc).__name__, kwargs["dir"])
+            self.mode = os.environ["WANDB_MODE"] = "offline"
             self._wandb_run = wandb.init(mode="offline", settings=wandb.Settings(console="off", silent=True),
                                          **kwargs)
         self.run_id = self._wandb_run.id
 
-    def log(self, metrics: dict[str, Any], step: int) -> None:
+    def log(self, metrics: dict[str, Any], step: int, class_names: list[str] | None = None) -> None:
+        """One metrics.jsonl line; in W&B the numbers go under '<kind>/' (train/loss, eval/…), and a
+        per-class list under '<kind>/per_class/<class>'."""
         if not self.enabled:
             return
         self._jsonl.write(json.dumps({"step": step, **metrics}) + "\n")
-        if self._wandb_run is not None:
-            flat = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
-            self._wandb_run.log(flat, step=step)
+        if self._wandb_run is None:
+            return
+        kind = metrics.get("kind", "train")
+        flat = {}
+        for k, v in metrics.items():
+            if isinstance(v, bool) or k == "kind":
+                continue
+            if isinstance(v, int | float):
+                flat[k if k == "epoch" else f"{kind}/{k.removeprefix(kind + '_')}"] = v
+            elif k == "per_class_accuracy" and class_names:
+                flat.update({f"{kind}/per_class/{c}": a for c, a in zip(class_names, v, strict=True)})
+        self._wandb_run.log(flat, step=step)
 
     def log_confusion(self, matrix: list[list[int]], class_names: list[str], step: int) -> None:
         if self._wandb_run is None:
@@ -100,6 +130,25 @@ class Tracker:
         rows = [[class_names[t], class_names[p], n] for t, r in enumerate(matrix) for p, n in enumerate(r)]
         table = wandb.Table(columns=["true", "predicted", "count"], data=rows)
         self._wandb_run.log({"eval/confusion_matrix": table}, step=step)
+
+    def log_misclassified(self, images, true: list[str], predicted: list[str], step: int) -> None:
+        """A small table of held-out images the model got wrong (images: uint8 HxW arrays)."""
+        if self._wandb_run is None:
+            return
+        import wandb
+
+        table = wandb.Table(columns=["image", "true", "predicted"],
+                            data=[[wandb.Image(img), t, p] for img, t, p in zip(images, true, predicted, strict=True)])
+        self._wandb_run.log({"eval/misclassified": table}, step=step)
+
+    def log_model(self, model_dir: Path, name: str) -> None:
+        if self._wandb_run is None:
+            return
+        import wandb
+
+        artifact = wandb.Artifact(name=f"model-{name}", type="model")
+        artifact.add_dir(str(model_dir))
+        self._wandb_run.log_artifact(artifact)
 
     def summary(self, values: dict[str, Any]) -> None:
         if self._wandb_run is not None:

@@ -21,18 +21,25 @@ from accelerate.utils import gather_object
 
 from lenet_dist import PROCESS_START
 from lenet_dist.augment import batch_generator, random_affine
-from lenet_dist.checkpoint import load_training_state, save_checkpoint, write_json_atomic, write_text_atomic
+from lenet_dist.checkpoint import (
+    load_training_state,
+    save_checkpoint,
+    versions,
+    write_json_atomic,
+    write_text_atomic,
+)
 from lenet_dist.checkpointer import Checkpointer, latest_valid
 from lenet_dist.config import Config
 from lenet_dist.data import epoch_order, load_split, normalize, rank_batch, steps_per_epoch
 from lenet_dist.distributed import make_accelerator, node_name, slurm_info
 from lenet_dist.errors import CheckpointError, ConfigError
-from lenet_dist.evaluate import EvalResult, evaluate
+from lenet_dist.evaluate import EvalResult, evaluate, misclassified
 from lenet_dist.faults import crash_point
 from lenet_dist.fetch import ensure_dataset
 from lenet_dist.model import LeNet5
 from lenet_dist.preemption import StopRequest, TrainingStopped
 from lenet_dist.progress import ProgressReporter
+from lenet_dist.report import write_report
 from lenet_dist.run_dir import prepare_run_dir
 from lenet_dist.tracking import Tracker
 
@@ -126,7 +133,7 @@ class Trainer:
 
     def _run_config(self) -> dict[str, Any]:
         return {**self.cfg.model_dump(mode="json"), "world_size": self.world, "device": self.device.type,
-                **slurm_info()}
+                "versions": versions(), **slurm_info()}
 
     def _maybe_resume(self, model: LeNet5, optimizer: torch.optim.Optimizer, resume: str | None) -> str | None:
         if resume is None:
@@ -256,7 +263,8 @@ class Trainer:
         self.history.append(record)
         self.progress.update(epoch=epoch + 1, step_in_epoch=0, epoch_loss_sum=0.0)
         self.tracker.log({"kind": "eval", **record, "per_class_accuracy": result.per_class_accuracy,
-                          "confusion_matrix": result.confusion_matrix}, self.progress["global_step"])
+                          "confusion_matrix": result.confusion_matrix}, self.progress["global_step"],
+                         class_names=list(self.spec.classes))
         self.tracker.log_confusion(result.confusion_matrix, list(self.spec.classes), self.progress["global_step"])
         self.reporter.epoch_done(record)
         if self.checkpointer.due(self.progress["global_step"], end_of_epoch=True):
@@ -307,10 +315,21 @@ class Trainer:
         if self.is_main:
             save_checkpoint(model_dir, self.acc.unwrap_model(self.model), self._meta(final))
         summary = self._write_summary(final, status="completed")
+        if self.is_main:
+            write_report(self.run_dir)
+            self._track_final(model_dir)
         self.acc.wait_for_everyone()
         self.reporter.final_table(self.history, summary)
         self.tracker.summary(summary)
         return summary
+
+    def _track_final(self, model_dir: Path) -> None:
+        n = self.cfg.tracking.misclassified_images
+        if self.tracker.mode != "disabled" and n:
+            wrong = misclassified(self.acc.unwrap_model(self.model), self.test_set, self.spec, n, self.memory_format)
+            self.tracker.log_misclassified(*wrong, step=self.progress["global_step"])
+        if self.cfg.tracking.log_model:
+            self.tracker.log_model(model_dir, self.run_dir.name)
 
     def _write_summary(self, final: EvalResult | None, status: str, **extra: Any) -> dict[str, Any]:
         p = self.progress
