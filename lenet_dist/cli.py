@@ -262,32 +262,39 @@ def predict(
     as_csv: Annotated[bool, typer.Option("--csv", help="same as --format csv")] = False,
 ) -> None:
     """Predict the digit in each image; bad inputs get an error row and exit code 5."""
-    from lenet_dist.distributed import pick_device
-    from lenet_dist.errors import EXIT_PARTIAL
-    from lenet_dist.predict import as_csv as to_csv
-    from lenet_dist.predict import as_json as to_json
-    from lenet_dist.predict import collect_inputs, default_checkpoint, predict_files
+    from lenet_dist.images import collect_inputs, start_loading
 
     fmt = "json" if as_json else "csv" if as_csv else output.value
+    files, missing = collect_inputs(inputs, recursive)
+    wait_for_images = start_loading(files, no_preprocess)  # workers decode while torch is imported
+
+    from lenet_dist.distributed import pick_device
+    from lenet_dist.predict import Prediction, default_checkpoint, predict_files
+
     dev = pick_device(device)
     if checkpoint is None:
         checkpoint = default_checkpoint()
     typer.echo(f"lenet-dist: using checkpoint {checkpoint}", err=True)
-    files, errors = collect_inputs(inputs, recursive)
-    rows = errors + predict_files(files, checkpoint, mnist_like=no_preprocess, device=dev,
-                                  save_preprocessed=save_preprocessed)
+    rows = [Prediction(item, error=why) for item, why in missing]
+    rows += predict_files(files, wait_for_images(), checkpoint, device=dev, save_preprocessed=save_preprocessed)
     for r in rows:
         if r.error:
             typer.echo(f"lenet-dist: {r.file}: {r.error}", err=True)
     if fmt == "json":
+        from lenet_dist.predict import as_json as to_json
+
         typer.echo(to_json(rows))
     elif fmt == "csv":
+        from lenet_dist.predict import as_csv as to_csv
+
         typer.echo(to_csv(rows), nl=False)
     else:
         from lenet_dist.report import print_predictions
 
         print_predictions(rows)
     if any(r.error for r in rows):
+        from lenet_dist.errors import EXIT_PARTIAL
+
         raise typer.Exit(EXIT_PARTIAL)
 
 

@@ -4,7 +4,6 @@ A bad input gets an error row; it never stops the others."""
 from __future__ import annotations
 
 import csv
-import glob
 import io
 import json
 from dataclasses import asdict, dataclass, field
@@ -16,9 +15,6 @@ import torch
 from lenet_dist.checkpoint import load_model
 from lenet_dist.checkpointer import best_checkpoint
 from lenet_dist.errors import CheckpointError
-from lenet_dist.preprocess import PreprocessError, load_image
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"}
 
 
 @dataclass
@@ -28,32 +24,6 @@ class Prediction:
     confidence: float | None = None
     top3: list[tuple[str, float]] = field(default_factory=list)
     error: str | None = None
-
-
-def collect_inputs(inputs: list[str], recursive: bool) -> tuple[list[Path], list[Prediction]]:
-    """Files, directories (their image files; subfolders too when recursive) and glob patterns.
-    Returns the files to predict and an error row for each input that yields none."""
-    files: list[Path] = []
-    errors: list[Prediction] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            pattern = "**/*" if recursive else "*"
-            found = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                hint = "" if recursive else " (add --recursive for subfolders)"
-                errors.append(Prediction(item, error=f"directory has no image files{hint}"))
-            files.extend(found)
-        elif path.exists():
-            files.append(path)
-        elif glob.has_magic(item):
-            found = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
-            if not found:
-                errors.append(Prediction(item, error="pattern matches no files"))
-            files.extend(found)
-        else:
-            errors.append(Prediction(item, error="no such file or directory"))
-    return files, errors
 
 
 def default_checkpoint(runs_dir: Path = Path("runs")) -> Path:
@@ -66,9 +36,10 @@ def default_checkpoint(runs_dir: Path = Path("runs")) -> Path:
     raise CheckpointError(f"no trained model found under {runs_dir}/; train one or pass --checkpoint PATH")
 
 
-def predict_files(files: list[Path], checkpoint: Path, *, mnist_like: bool = False,
+def predict_files(files: list[Path], loaded: list[tuple[np.ndarray | None, str | None]], checkpoint: Path, *,
                   device: torch.device | str = "cpu", batch_size: int = 1024,
                   save_preprocessed: Path | None = None) -> list[Prediction]:
+    """One row per file; `loaded` holds each file's preprocessed image or its error (images.start_loading)."""
     model, meta = load_model(checkpoint)
     dev = torch.device(device)
     model = model.to(dev)
@@ -76,16 +47,14 @@ def predict_files(files: list[Path], checkpoint: Path, *, mnist_like: bool = Fal
     mean, std = meta["normalization"]["mean"], meta["normalization"]["std"]
     rows: list[Prediction] = []
     ready: list[tuple[Prediction, np.ndarray]] = []
-    for i, f in enumerate(files):
-        row = Prediction(str(f))
+    for i, (f, (image, error)) in enumerate(zip(files, loaded, strict=True)):
+        row = Prediction(str(f), error=error)
         rows.append(row)
-        try:
-            ready.append((row, load_image(f, mnist_like)))
-        except PreprocessError as exc:
-            row.error = str(exc)
+        if image is None:
             continue
+        ready.append((row, image))
         if save_preprocessed is not None:
-            _save_png(ready[-1][1], Path(save_preprocessed) / f"{i:05d}-{f.stem}.png")
+            _save_png(image, Path(save_preprocessed) / f"{i:05d}-{f.stem}.png")
     for start in range(0, len(ready), batch_size):
         chunk = ready[start:start + batch_size]
         x = torch.from_numpy(np.stack([a for _, a in chunk]))[:, None].to(dev)

@@ -14,7 +14,7 @@ from lenet_dist.data import read_idx
 from lenet_dist.datasets import DatasetSpec
 
 
-def _user_like(digit: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, str]:
+def _user_like(digit: np.ndarray, rng: np.random.Generator, png_only: bool) -> tuple[Image.Image, str]:
     side = int(rng.integers(40, 220))  # the 28x28 digit drawn at this size
     canvas_w = int(side * rng.uniform(1.1, 3.0))
     canvas_h = int(side * rng.uniform(1.1, 3.0))
@@ -32,11 +32,11 @@ def _user_like(digit: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image
     if rng.random() < 0.3:  # a drawing app's export: transparent paper, opaque ink
         alpha = np.clip(coverage * 255 * 1.5, 0, 255).astype(np.uint8)
         return Image.fromarray(np.dstack([rgb, alpha]), "RGBA"), "png"
-    return Image.fromarray(rgb, "RGB"), "jpg" if rng.random() < 0.5 else "png"
+    return Image.fromarray(rgb, "RGB"), "jpg" if rng.random() < 0.5 and not png_only else "png"
 
 
 def write_samples(spec: DatasetSpec, data_dir: Path, out_dir: Path, n: int, style: str, seed: int = 0,
-                  offset: int = 0) -> Path:
+                  offset: int = 0, png_only: bool = False) -> Path:
     """Write n images from test digits [offset, offset+n) and labels.csv (file, label); return the csv."""
     images_file, labels_file = spec.files["test"]
     raw = spec.raw_dir(data_dir)
@@ -50,7 +50,7 @@ def write_samples(spec: DatasetSpec, data_dir: Path, out_dir: Path, n: int, styl
         if style == "mnist":
             img, ext = Image.fromarray(digit), "png"
         else:
-            img, ext = _user_like(digit, rng)
+            img, ext = _user_like(digit, rng, png_only)
         name = f"{offset + i:05d}.{ext}"
         img.save(out_dir / name, quality=int(rng.integers(80, 96))) if ext == "jpg" else img.save(out_dir / name)
         rows.append((name, spec.classes[int(label)]))

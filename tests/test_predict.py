@@ -26,6 +26,7 @@ def model_dir(mnist_dir: Path, tmp_path_factory) -> Path:
 
 
 def _samples(mnist_dir: Path, out: Path, n: int, style: str) -> dict[str, str]:
+    out.parent.mkdir(parents=True, exist_ok=True)
     proc = run_cli("data", "samples", out, "--n", n, "--style", style, "--data-dir", mnist_dir, cwd=out.parent)
     assert proc.returncode == 0, proc.stderr
     return {row["file"]: row["label"] for row in csv.DictReader((out / "labels.csv").read_text().splitlines())}
