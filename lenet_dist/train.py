@@ -52,7 +52,9 @@ def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimize
         return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
                                nesterov=o.momentum > 0)
     cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-    return cls(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+    # fused: one kernel for all ten parameter tensors instead of a loop of small ops (~10% of a
+    # LeNet5 step on CPU)
+    return cls(model.parameters(), lr=o.lr, weight_decay=o.weight_decay, fused=True)
 
 
 def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, total_steps: int):
