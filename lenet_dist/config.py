@@ -28,9 +28,9 @@ class DataConfig(_Section):
 
 class AugmentConfig(_Section):
     enabled: bool = Field(True, description="batched random affine on the training device")
-    degrees: float = Field(10.0, ge=0, le=180, description="max rotation, degrees")
-    translate: float = Field(0.1, ge=0, le=0.5, description="max shift, fraction of the image size")
-    scale: float = Field(0.1, ge=0, lt=1, description="max relative zoom in or out")
+    degrees: float = Field(5.0, ge=0, le=180, description="max rotation, degrees")
+    translate: float = Field(0.06, ge=0, le=0.5, description="max shift, fraction of the image size")
+    scale: float = Field(0.06, ge=0, lt=1, description="max relative zoom in or out")
 
 
 class OptimConfig(_Section):

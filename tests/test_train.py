@@ -87,3 +87,18 @@ def test_same_seed_gives_bit_identical_weights(mnist_dir: Path, tmp_path: Path):
         assert proc.returncode == 0, proc.stderr
         runs.append((tmp_path / name / "model" / "model.safetensors").read_bytes())
     assert runs[0] == runs[1]
+
+
+def test_gradient_accumulation_takes_the_same_steps(mnist_dir: Path, tmp_path: Path):
+    from safetensors.torch import load_file
+
+    weights = []
+    for accum in (1, 4):
+        name = f"acc{accum}"
+        proc = run_cli("train", "--data-dir", mnist_dir, "--output-dir", tmp_path, "--run-name", name, "--epochs", "1",
+                       "--set", "data.train_subset=2560", "--set", f"train.grad_accum_steps={accum}",
+                       "--set", "augment.enabled=false", "--tracking", "disabled", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        weights.append(load_file(tmp_path / name / "model" / "model.safetensors"))
+    for key, w in weights[0].items():  # same global batches; only the summation order differs
+        assert torch.allclose(w, weights[1][key], atol=1e-4), key
