@@ -50,7 +50,8 @@ class TrainConfig(_Section):
     batch_size: int = Field(128, gt=0, description="global batch: split over processes and accumulation")
     grad_accum_steps: int = Field(1, gt=0)
     seed: int = Field(0, ge=0)
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    mixed_precision: Literal["no", "fp16", "bf16", "auto"] = Field(
+        "no", description="auto: bf16 where the hardware does it natively (recent GPUs, AVX512-BF16/AMX CPUs)")
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     eval_batch_size: int = Field(5000, gt=0)
     log_every_steps: int = Field(50, gt=0, description="train loss/lr/throughput every N optimizer steps")
@@ -121,6 +122,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
+        value = raw.strip()  # YAML 1.1 reads no/yes/on/off as booleans: mixed_precision=no means "no"
     return key.strip(), value
 
 

@@ -48,6 +48,9 @@ def make_accelerator(mixed_precision: str):
     from accelerate.utils import InitProcessGroupKwargs
 
     use_cpu = not torch.cuda.is_available()
+    if mixed_precision == "auto":
+        native = torch.ops.mkldnn._is_mkldnn_bf16_supported() if use_cpu else torch.cuda.is_bf16_supported()
+        mixed_precision = "bf16" if native else "no"
     if use_cpu:
         torch.set_num_threads(cpu_threads_per_process())
         if mixed_precision == "fp16":

@@ -21,6 +21,7 @@ def test_dotted_overrides_are_typed():
     cfg = load_config(None, ["optim.lr=0.01", "train.epochs=3", "data.train_subset=null", "augment.enabled=false"])
     assert cfg.optim.lr == 0.01 and cfg.train.epochs == 3 and cfg.data.train_subset is None
     assert cfg.augment.enabled is False
+    assert load_config(None, ["train.mixed_precision=no"]).train.mixed_precision == "no"  # not YAML's False
 
 
 @pytest.mark.parametrize(
