@@ -70,6 +70,21 @@ def test_corrupt_latest_checkpoint_is_skipped_on_auto_resume(uninterrupted: Path
     assert _weights(tmp_path / "run") == _weights(uninterrupted)
 
 
+def test_a_one_process_checkpoint_resumes_on_two_processes(uninterrupted: Path, mnist_dir: Path, tmp_path: Path):
+    crashed = _train(tmp_path, mnist_dir, "run", env=cli_env(LENET_DIST_FAULT="after-step:30"))
+    assert crashed.returncode == -signal.SIGKILL
+    resumed = launch(2, "train", "--data-dir", mnist_dir, "--output-dir", tmp_path, "--run-name", "run", *RESUMABLE,
+                     "--resume", "auto", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    s = read_summary(tmp_path / "run")
+    assert s["world_size"] == 2 and s["resumed"] and s["global_step"] == 46
+    ref = read_summary(uninterrupted)
+    assert s["history"][0] == ref["history"][0] | {k: s["history"][0][k] for k in ("train_seconds", "epoch_seconds",
+                                                                                   "elapsed_seconds")}
+    # same global batches, only the all-reduce's summation order differs
+    assert abs(s["test_accuracy"] - ref["test_accuracy"]) < 0.01
+
+
 def _wait_for(path_glob, root: Path, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -25,7 +25,7 @@ def _history(records: list[dict]) -> list[dict]:
 
 def test_offline_two_process_run_writes_exactly_one_wandb_run(mnist_dir: Path, tmp_path: Path):
     proc = launch(2, "train", "--data-dir", mnist_dir, "--output-dir", tmp_path, "--run-name", "w", "--tracking",
-                  "offline", *TINY, cwd=tmp_path, env=cli_env(WANDB_MODE=""))
+                  "offline", "--set", "tracking.log_model=true", *TINY, cwd=tmp_path, env=cli_env(WANDB_MODE=""))
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "w"
     [wandb_file] = list(run.glob("wandb/offline-run-*/*.wandb"))  # one run, written by one process
@@ -42,6 +42,9 @@ def test_offline_two_process_run_writes_exactly_one_wandb_run(mnist_dir: Path, t
     assert any(h.get("eval/confusion_matrix._type") == "table-file" for h in history)
     assert any(h.get("eval/misclassified._type") == "table-file" for h in history)
     assert summary["tracking"]["mode"] == "offline" and summary["tracking"]["run_id"] in wandb_file.name
+    [model] = [r["artifact"] for r in records if r["type"] == "artifact" and r["artifact"]["type"] == "model"]
+    assert model["name"] == "model-w"
+    assert sorted(c["path"] for c in model["manifest"]["contents"]) == ["meta.json", "model.safetensors"]
 
 
 def test_stop_and_resume_continue_the_same_wandb_run(mnist_dir: Path, tmp_path: Path):
