@@ -106,6 +106,9 @@ class Trainer:
         self.tracker = Tracker(self.run_dir if self.is_main else None, cfg.tracking, run_name=self.run_dir.name,
                                config=self._run_config(), run_id=run_id)
         self.reporter = ProgressReporter(self.is_main, cfg.train.epochs, self.steps_per_epoch)
+        if self.is_main:
+            log.info("run %s: %s, %d process(es) on %s, precision %s, W&B %s", self.run_dir, self.spec.name,
+                     self.world, self.device.type, self.acc.mixed_precision, self.tracker.mode)
 
     def _check_batch_split(self) -> None:
         parts = self.world * self.cfg.train.grad_accum_steps
