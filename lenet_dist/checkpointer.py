@@ -11,7 +11,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from lenet_dist.checkpoint import list_training_checkpoints, read_meta, save_checkpoint, step_dir
+from lenet_dist.checkpoint import (
+    list_training_checkpoints,
+    load_training_state,
+    read_meta,
+    save_checkpoint,
+    step_dir,
+)
 from lenet_dist.config import CheckpointConfig
 from lenet_dist.errors import CheckpointError
 from lenet_dist.model import LeNet5
@@ -44,6 +50,27 @@ def best_checkpoint(run_dir: Path) -> Path | None:
         if accuracy is not None:
             scored.append((accuracy, meta.get("global_step", 0), ckpt))
     return max(scored, key=lambda t: (t[0], t[1]))[2] if scored else None
+
+
+def restore_training_state(ckpt: Path, *, model: LeNet5, optimizer, scheduler, scaler, dataset: str,
+                           steps_per_epoch: int, total_steps: int) -> dict[str, Any]:
+    """Load a training checkpoint into this run's objects, after checking that it belongs to the same
+    data, batch settings and schedule; return the rest of its state (progress, history, run id)."""
+    saved, meta, state = load_training_state(ckpt)
+    if meta.get("dataset") != dataset or meta.get("steps_per_epoch") != steps_per_epoch:
+        raise CheckpointError(f"{ckpt} was trained on {meta.get('dataset')} with {meta.get('steps_per_epoch')} "
+                              f"steps per epoch; this run has {dataset} with {steps_per_epoch}: "
+                              "resume with the same data and batch settings")
+    if meta.get("total_steps", total_steps) != total_steps and scheduler is not None:
+        raise CheckpointError(f"{ckpt} was planned for {meta['total_steps']} steps, this run for {total_steps}: "
+                              "the learning-rate schedule depends on it; keep train.epochs")
+    model.load_state_dict(saved.state_dict())
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler") is not None:
+        scaler.load_state_dict(state["scaler"])
+    return state
 
 
 class Checkpointer:

@@ -22,17 +22,16 @@ from accelerate.utils import gather_object
 from lenet_dist import PROCESS_START
 from lenet_dist.augment import batch_generator, random_affine
 from lenet_dist.checkpoint import (
-    load_training_state,
     save_checkpoint,
     versions,
     write_json_atomic,
     write_text_atomic,
 )
-from lenet_dist.checkpointer import Checkpointer, latest_valid
+from lenet_dist.checkpointer import Checkpointer, latest_valid, restore_training_state
 from lenet_dist.config import Config
 from lenet_dist.data import epoch_order, load_split, normalize, rank_batch, steps_per_epoch
 from lenet_dist.distributed import make_accelerator, node_name, slurm_info
-from lenet_dist.errors import CheckpointError, ConfigError
+from lenet_dist.errors import ConfigError
 from lenet_dist.evaluate import EvalResult, evaluate, misclassified
 from lenet_dist.faults import crash_point
 from lenet_dist.fetch import ensure_dataset
@@ -128,26 +127,15 @@ class Trainer:
             log.warning("resume: no checkpoint in %s yet; starting fresh (--resume auto continues the run "
                         "named by --run-name)", self.run_dir)
             return None
-        saved, meta, state = load_training_state(ckpt)
-        if meta.get("dataset") != self.spec.name or meta.get("steps_per_epoch") != self.steps_per_epoch:
-            raise CheckpointError(f"{ckpt} was trained on {meta.get('dataset')} with {meta.get('steps_per_epoch')} "
-                                  f"steps per epoch; this run has {self.spec.name} with {self.steps_per_epoch}: "
-                                  "resume with the same data and batch settings")
-        if meta.get("total_steps", self.total_steps) != self.total_steps and self.scheduler is not None:
-            raise CheckpointError(f"{ckpt} was planned for {meta['total_steps']} steps, this run for "
-                                  f"{self.total_steps}: the learning-rate schedule depends on it; keep train.epochs")
-        model.load_state_dict(saved.state_dict())
-        optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        if self.acc.scaler is not None and state.get("scaler") is not None:
-            self.acc.scaler.load_state_dict(state["scaler"])
+        state = restore_training_state(ckpt, model=model, optimizer=optimizer, scheduler=self.scheduler,
+                                       scaler=self.acc.scaler, dataset=self.spec.name,
+                                       steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps)
         self.progress = {**state["progress"], "restarts": state["progress"].get("restarts", 0) + 1}
         self.history = list(state["history"])
         self.resumed_from = str(ckpt)
         if self.is_main:
             log.info("resume: continuing %s from %s (epoch %d, step %d of %d)", self.run_dir.name, ckpt,
-                        self.progress["epoch"] + 1, self.progress["step_in_epoch"], self.steps_per_epoch)
+                     self.progress["epoch"] + 1, self.progress["step_in_epoch"], self.steps_per_epoch)
         return state.get("tracking_run_id")
 
     # ---- the loop ---------------------------------------------------------------------------
