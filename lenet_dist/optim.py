@@ -1,6 +1,8 @@
-"""Optimizer and learning-rate schedule from the config."""
+"""Optimizer, learning-rate schedule, and the loop's on-device loss accumulator."""
 
 from __future__ import annotations
+
+import time
 
 import torch
 
@@ -26,3 +28,23 @@ def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, total_steps: 
     if s.name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     return None
+
+
+class LossWindow:
+    """Per-step losses summed on the device: read (a host sync) only when flushed."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), device=device)
+        self.reset()
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss += loss
+        self.steps += 1
+
+    def reset(self) -> None:
+        self.loss.zero_()
+        self.steps = 0
+        self.t0 = time.perf_counter()
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0

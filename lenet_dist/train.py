@@ -36,7 +36,7 @@ from lenet_dist.evaluate import EvalResult, evaluate, misclassified
 from lenet_dist.faults import crash_point
 from lenet_dist.fetch import ensure_dataset
 from lenet_dist.model import LeNet5
-from lenet_dist.optim import build_optimizer, build_scheduler
+from lenet_dist.optim import LossWindow, build_optimizer, build_scheduler
 from lenet_dist.preemption import StopRequest, TrainingStopped
 from lenet_dist.progress import ProgressReporter
 from lenet_dist.report import write_report
@@ -44,26 +44,6 @@ from lenet_dist.run_dir import prepare_run_dir
 from lenet_dist.tracking import Tracker
 
 log = logging.getLogger("lenet_dist.train")
-
-
-class _LossWindow:
-    """Per-step losses summed on the device: read (a host sync) only when flushed."""
-
-    def __init__(self, device: torch.device):
-        self.loss = torch.zeros((), device=device)
-        self.reset()
-
-    def add(self, loss: torch.Tensor) -> None:
-        self.loss += loss
-        self.steps += 1
-
-    def reset(self) -> None:
-        self.loss.zero_()
-        self.steps = 0
-        self.t0 = time.perf_counter()
-
-    def seconds(self) -> float:
-        return time.perf_counter() - self.t0
 
 
 class Trainer:
@@ -142,11 +122,11 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         stop = StopRequest(self.cfg.checkpoint.stop_signals, self.run_dir / "STOP")
         try:
+            final = None
             while self.progress["epoch"] < self.cfg.train.epochs:
                 self._run_epoch(self.progress["epoch"], stop)
-                self._end_epoch()
-            final = self._evaluate()
-            return self._finish(final)
+                final = self._end_epoch()
+            return self._finish(final or self._evaluate())  # evaluate here only if resumed at the very end
         finally:
             stop.restore()
             self.tracker.close()
@@ -156,7 +136,7 @@ class Trainer:
         order = epoch_order(len(self.train_set), self.cfg.train.seed, epoch).to(self.device)
         self.model.train()
         self._epoch_t0 = time.perf_counter()
-        window = _LossWindow(self.device)
+        window = LossWindow(self.device)
         for step in range(self.progress["step_in_epoch"], self.steps_per_epoch):
             window.add(self._run_batch(order, epoch, step))
             crash_point("after-step")
@@ -182,7 +162,7 @@ class Trainer:
             torch.cuda.synchronize()
         self._add_train_time()
 
-    def _flush(self, window: _LossWindow) -> float:
+    def _flush(self, window: LossWindow) -> float:
         """Sum of the window's per-step losses (mean over ranks), added to the epoch's; a sync."""
         total = float(self.acc.reduce(window.loss, "mean"))
         self.progress["epoch_loss_sum"] += total
@@ -224,7 +204,7 @@ class Trainer:
         flag = torch.tensor([1.0 if stop.requested else 0.0], device=self.device)
         return float(self.acc.reduce(flag, "sum")) > 0  # every rank learns any rank's signal
 
-    def _end_epoch(self) -> None:
+    def _end_epoch(self) -> EvalResult:
         epoch = self.progress["epoch"]
         train_seconds = self.progress["train_seconds"] - sum(h["train_seconds"] for h in self.history)
         result = self._evaluate()
@@ -246,6 +226,7 @@ class Trainer:
         self.reporter.epoch_done(record)
         if self.checkpointer.due(self.progress["global_step"], end_of_epoch=True):
             self._save_training_state(result)
+        return result
 
     def _evaluate(self) -> EvalResult:
         return evaluate(self.acc.unwrap_model(self.model), self.test_set, self.spec, rank=self.rank,
