@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from datetime import timedelta
 
@@ -57,7 +58,33 @@ def make_accelerator(mixed_precision: str):
             raise ConfigError("train.mixed_precision 'fp16' needs a GPU; use 'bf16' or 'no' on CPU")
     # a rank that dies leaves its peers waiting: fail in minutes rather than the default 30
     pg = InitProcessGroupKwargs(timeout=timedelta(minutes=10))
-    return Accelerator(cpu=use_cpu, mixed_precision=mixed_precision, kwargs_handlers=[pg])
+    accelerator = Accelerator(cpu=use_cpu, mixed_precision=mixed_precision, kwargs_handlers=[pg])
+    atexit.register(_close_gloo_at_exit)
+    return accelerator
+
+
+def close_distributed(synchronize: bool = True) -> None:
+    """Tear the process group down while the interpreter is still alive.
+
+    Trap: a process that leaves it to interpreter shutdown can die of SIGABRT ("terminate called
+    without an active exception") when gloo's worker threads are destroyed mid-finalisation, which
+    turns a finished job into a failed one for the launcher. `synchronize` waits for the peers
+    first; only paths where every rank is known to be alive and here may ask for it."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if synchronize:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
+def _close_gloo_at_exit() -> None:
+    """Error paths (success paths call close_distributed themselves): close a gloo group without
+    waiting for peers. Not NCCL: destroying it while a peer is mid-collective can hang."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_backend() == "gloo":
+        dist.destroy_process_group()
 
 
 def pick_device(name: str = "auto"):

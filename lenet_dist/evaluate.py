@@ -70,7 +70,7 @@ def evaluate_checkpoint(path, data_dir, device: str = "auto") -> tuple[EvalResul
     result, the checkpoint metadata, and whether this process is the one to report."""
     from lenet_dist.checkpoint import load_model
     from lenet_dist.data import load_split
-    from lenet_dist.distributed import env_world_size, make_accelerator, pick_device
+    from lenet_dist.distributed import close_distributed, env_world_size, make_accelerator, pick_device
     from lenet_dist.fetch import ensure_dataset
 
     model, meta = load_model(path)
@@ -82,6 +82,7 @@ def evaluate_checkpoint(path, data_dir, device: str = "auto") -> tuple[EvalResul
     spec = ensure_dataset(meta["dataset"], data_dir)
     split = load_split(spec, data_dir, "test", device=dev)
     result = evaluate(model.to(dev), split, spec, rank=rank, world=world, reduce_sum=reduce_sum)
+    close_distributed()
     return result, meta, rank == 0
 
 

@@ -30,7 +30,7 @@ from lenet_dist.checkpoint import (
 from lenet_dist.checkpointer import Checkpointer, latest_valid, restore_training_state
 from lenet_dist.config import Config
 from lenet_dist.data import epoch_order, load_split, normalize, rank_batch, steps_per_epoch
-from lenet_dist.distributed import make_accelerator, node_name, slurm_info
+from lenet_dist.distributed import close_distributed, make_accelerator, node_name, slurm_info
 from lenet_dist.errors import ConfigError
 from lenet_dist.evaluate import EvalResult, evaluate, misclassified
 from lenet_dist.faults import crash_point
@@ -121,16 +121,24 @@ class Trainer:
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         stop = StopRequest(self.cfg.checkpoint.stop_signals, self.run_dir / "STOP")
+        all_ranks_here = False
         try:
             final = None
             while self.progress["epoch"] < self.cfg.train.epochs:
                 self._run_epoch(self.progress["epoch"], stop)
                 final = self._end_epoch()
-            return self._finish(final or self._evaluate())  # evaluate here only if resumed at the very end
+            summary = self._finish(final or self._evaluate())  # evaluate here only if resumed at the very end
+            all_ranks_here = True
+            return summary
+        except TrainingStopped:
+            all_ranks_here = True  # every rank agreed to stop and saved together
+            raise
         finally:
             stop.restore()
             self.tracker.close()
             self.reporter.close()
+            if all_ranks_here:  # error paths leave it to the at-exit fallback, which never waits
+                close_distributed()
 
     def _run_epoch(self, epoch: int, stop: StopRequest) -> None:
         order = epoch_order(len(self.train_set), self.cfg.train.seed, epoch).to(self.device)

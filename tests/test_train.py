@@ -34,12 +34,14 @@ def test_two_process_launch_on_empty_data_dir_fetches_once_and_runs_ddp(tmp_path
     assert proc.stdout.count("held-out accuracy") + proc.stderr.count("held-out accuracy") == 1
 
 
-def test_held_out_evaluation_is_exact_for_1_2_and_3_processes(small_run: Path, mnist_dir: Path, tmp_path: Path):
+def test_held_out_evaluation_is_exact_for_1_2_3_and_5_processes(small_run: Path, mnist_dir: Path, tmp_path: Path):
+    # 5 processes also guard the exit: without an explicit destroy_process_group, 3 in 10 such
+    # launches died of SIGABRT in gloo's teardown after printing the right answer
     single = run_cli("evaluate", small_run / "model", "--data-dir", mnist_dir, "--json", cwd=tmp_path)
     assert single.returncode == 0, single.stderr
     reference = json.loads(single.stdout)
     assert reference["samples"] == 10000
-    for world in (2, 3):
+    for world in (2, 3, 5):
         proc = launch(world, "evaluate", small_run / "model", "--data-dir", mnist_dir, "--json", cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
         [line] = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]  # printed by one rank only
