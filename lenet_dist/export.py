@@ -35,7 +35,8 @@ def export_model(checkpoint: Path, output: Path, fmt: str) -> float:
 
 
 def _export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> torch.Tensor:
-    try:
+    try:  # torch's exporter needs onnx; onnxruntime checks the result
+        import onnx  # noqa: F401
         import onnxruntime
     except ImportError:
         raise ConfigError("ONNX export needs the onnx extra: pip install 'lenet-dist[onnx]'") from None

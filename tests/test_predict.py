@@ -160,6 +160,27 @@ def test_torchscript_export_runs_without_lenet_dist_and_matches(model_dir: Path,
     assert meta["normalization"]["mean"] == pytest.approx(0.1307)
 
 
+def test_onnx_export_runs_in_onnxruntime_alone_and_matches(model_dir: Path, tmp_path: Path):
+    import numpy as np
+    import torch
+
+    from lenet_dist.checkpoint import load_model
+
+    proc = run_cli("export", model_dir, "--format", "onnx", "--output", tmp_path / "lenet.onnx", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    x = torch.randn(7, 1, 28, 28)  # a batch size the export never saw: the batch axis is dynamic
+    np.save(tmp_path / "x.npy", x.numpy())
+    code = ("import sys, numpy as np, onnxruntime as ort; "
+            "s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider']); "
+            "np.save(sys.argv[3], s.run(None, {'input': np.load(sys.argv[2])})[0]); "
+            "assert 'torch' not in sys.modules and 'lenet_dist' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code, tmp_path / "lenet.onnx", tmp_path / "x.npy", tmp_path / "y.npy"],
+                   check=True, cwd=tmp_path)
+    model, _ = load_model(model_dir)
+    with torch.inference_mode():
+        np.testing.assert_allclose(np.load(tmp_path / "y.npy"), model(x).numpy(), atol=1e-4)
+
+
 def test_batch_prediction_job_writes_a_csv_per_folder(model_dir: Path, mnist_dir: Path, tmp_path: Path):
     from .conftest import REPO, cli_env
 
