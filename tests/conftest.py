@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,11 +29,18 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600
                           capture_output=True, text=True, timeout=timeout)
 
 
+def free_port() -> int:
+    """A port no one listens on now: fixed or pid-derived ports collide between launches."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def launch(nproc: int, *args: str, cwd: Path, env: dict | None = None, timeout: float = 600):
     """`accelerate launch --multi_gpu --num_processes N -m lenet_dist ARGS` (real gloo DDP on CPU)."""
     cmd = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", str(nproc),
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(29500 + os.getpid() % 1000 + nproc),
+           "--main_process_port", str(free_port()),
            "-m", "lenet_dist", *map(str, args)]
     return subprocess.run(cmd, cwd=cwd, env=env or cli_env(), capture_output=True, text=True, timeout=timeout)
 

@@ -127,10 +127,10 @@ def test_two_process_sigterm_stop_and_resume_matches_uninterrupted(mnist_dir: Pa
               "--set", "tracking.mode=disabled", "--epochs", "2", "--set", "train.log_every_steps=5"]
     ref = launch(2, *common, "--run-name", "ref", cwd=tmp_path)
     assert ref.returncode == 0, ref.stderr[-2000:]
-    from .conftest import BIN
+    from .conftest import BIN, free_port
 
-    cmd = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "29731",
-           "-m", "lenet_dist", *map(str, common), "--run-name", "sig"]
+    cmd = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+           "--main_process_port", str(free_port()), "-m", "lenet_dist", *map(str, common), "--run-name", "sig"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     _wait_until_step(tmp_path / "sig" / "metrics.jsonl", 30)
