@@ -35,11 +35,13 @@ def baseline(data_dir: Path, max_epochs: int) -> dict:
     import torch.nn.functional as F
     from torchvision import datasets, transforms
 
+    from lenet_dist.data.datasets import MNIST
     from lenet_dist.model import LeNet5
 
     t_start = time.perf_counter()
     torch.manual_seed(0)
-    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+    norm = MNIST.normalization
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((norm.mean,), (norm.std,))])
     train = datasets.MNIST(str(data_dir), train=True, download=False, transform=tf)
     test = datasets.MNIST(str(data_dir), train=False, download=False, transform=tf)
     loader = torch.utils.data.DataLoader(train, batch_size=100, shuffle=True)
@@ -92,9 +94,9 @@ def eval_rate(model_dir: Path, data_dir: Path, repeats: int = 5) -> float:
     import torch
 
     from lenet_dist.checkpoint import load_model
-    from lenet_dist.data import load_split
-    from lenet_dist.datasets import MNIST
-    from lenet_dist.evaluate import evaluate
+    from lenet_dist.data.datasets import MNIST
+    from lenet_dist.data.tensors import load_split
+    from lenet_dist.training.evaluation import evaluate
 
     model, _ = load_model(model_dir)
     model = model.to(memory_format=torch.channels_last)

@@ -35,8 +35,8 @@ def main() -> None:
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
-    from lenet_dist.fetch import ensure_dataset
-    from lenet_dist.samples import write_samples
+    from lenet_dist.data.fetch import ensure_dataset
+    from lenet_dist.data.samples import write_samples
 
     spec = ensure_dataset("mnist", a.data_dir)
     with tempfile.TemporaryDirectory() as tmp:

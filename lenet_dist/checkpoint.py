@@ -1,87 +1,37 @@
-"""Checkpoints: one directory layout for the inference model and the training state.
+"""The checkpoint format: save, verify, load. No training policy here (that is
+training/checkpointing.py), so inference reads checkpoints without importing training.
 
     <dir>/model.safetensors   CPU tensors of the unwrapped model (no module./_orig_mod. prefixes)
-    <dir>/meta.json           model arguments, dataset, classes, normalisation, progress, metrics,
-                              versions, and the sha256 of every other file in <dir>
+    <dir>/meta.json           records.CheckpointMeta: model arguments, dataset, classes,
+                              normalisation, progress, metrics, versions, sha256 of every other file
     <dir>/training_state.pt   (training checkpoints only) optimizer, scheduler, scaler, progress;
                               read with torch.load(weights_only=True)
 
-A directory is written under a temporary name, fsynced and renamed: a crash mid-save leaves the
-previous checkpoints as they were and at most a hidden .tmp directory, which is ignored.
+Why not accelerate's save_state: it pickles, writes in place (a crash mid-save leaves a torn
+checkpoint) and records no checksums. A directory here is written under a temporary name,
+fsynced and renamed, and every file's sha256 is checked before anything is loaded.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from lenet_dist.errors import CheckpointError
 from lenet_dist.faults import crash_point
-from lenet_dist.fetch import sha256_of
+from lenet_dist.fileio import atomic_dir, sha256_of
 from lenet_dist.model import LeNet5
+from lenet_dist.records import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, CheckpointMeta
 
-FORMAT = "lenet-dist-checkpoint"
-FORMAT_VERSION = 1
 MODEL_FILE = "model.safetensors"
 META_FILE = "meta.json"
 STATE_FILE = "training_state.pt"
 STEP_PREFIX = "step-"
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def atomic_dir(dest: Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success make it `dest` in one rename."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        for f in tmp.iterdir():
-            _fsync(f)
-        _fsync(tmp)
-        if dest.exists():  # replacing (the final model of a re-run): keep the old until the new is in
-            old = dest.parent / f".{dest.name}.old-{os.getpid()}"
-            os.rename(dest, old)
-            os.rename(tmp, dest)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, dest)
-        _fsync(dest.parent)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def versions() -> dict[str, str]:
@@ -95,7 +45,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def save_checkpoint(dest: Path, model: LeNet5, meta: dict[str, Any],
+def save_checkpoint(dest: Path, model: LeNet5, meta: CheckpointMeta,
                     training_state: dict[str, Any] | None = None) -> Path:
     """Write a model (and optionally training-state) checkpoint directory atomically."""
     from safetensors.torch import save_file
@@ -106,17 +56,12 @@ def save_checkpoint(dest: Path, model: LeNet5, meta: dict[str, Any],
         crash_point("during-save")
         if training_state is not None:
             torch.save(training_state, tmp / STATE_FILE)
-        full_meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "architecture": type(model).__name__,
-            "model_args": model.model_args(),
-            **meta,
-            "versions": versions(),
+        full = meta.model_copy(update={
+            "architecture": type(model).__name__, "model_args": model.model_args(), "versions": versions(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "files": {f.name: sha256_of(f) for f in sorted(tmp.iterdir())},
-        }
-        (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2) + "\n")
+        })
+        (tmp / META_FILE).write_text(full.to_json())
     return Path(dest)
 
 
@@ -133,43 +78,54 @@ def _resolve_dir(path: Path) -> Path:
     )
 
 
-def read_meta(path: Path) -> tuple[Path, dict[str, Any]]:
-    """The checkpoint directory and its metadata, after checking every file's sha256."""
-    ckpt = _resolve_dir(path)
+def _parse_meta(ckpt: Path) -> CheckpointMeta:
     meta_path = ckpt / META_FILE
     try:
-        meta = json.loads(meta_path.read_text())
+        tree = json.loads(meta_path.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{ckpt} is not a lenet-dist checkpoint: {META_FILE} is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise CheckpointError(f"{meta_path} is corrupt (not valid JSON)") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {meta_path}: {exc.strerror}") from None
+    if not isinstance(tree, dict) or tree.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{meta_path} is not lenet-dist checkpoint metadata")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{ckpt} was written by a newer lenet-dist (format {meta['format_version']})")
-    for name, digest in meta.get("files", {}).items():
+    if isinstance(tree.get("format_version"), int) and tree["format_version"] > CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(f"{ckpt} was written by a newer lenet-dist (format {tree['format_version']})")
+    try:
+        return CheckpointMeta.model_validate(tree)
+    except ValidationError as exc:
+        where = ".".join(str(p) for p in exc.errors()[0]["loc"])
+        raise CheckpointError(f"{meta_path} is damaged: '{where}' is missing or invalid") from None
+
+
+def read_meta(path: Path) -> tuple[Path, CheckpointMeta]:
+    """The checkpoint directory and its metadata, after checking every file's sha256."""
+    ckpt = _resolve_dir(path)
+    meta = _parse_meta(ckpt)
+    for name, digest in meta.files.items():
         f = ckpt / name
         if not f.is_file():
             raise CheckpointError(f"checkpoint {ckpt} is incomplete: {name} is missing")
         if sha256_of(f) != digest:
             raise CheckpointError(f"checkpoint {ckpt} is corrupt: {name} fails its sha256 check")
-    if MODEL_FILE not in meta.get("files", {}):
+    if MODEL_FILE not in meta.files:
         raise CheckpointError(f"checkpoint {ckpt} lists no {MODEL_FILE}")
     return ckpt, meta
 
 
-def load_model(path: Path) -> tuple[LeNet5, dict[str, Any]]:
+def load_model(path: Path) -> tuple[LeNet5, CheckpointMeta]:
     """Rebuild the model on CPU from a checkpoint; never unpickles."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     ckpt, meta = read_meta(path)
-    if meta.get("architecture") != "LeNet5":
-        raise CheckpointError(f"checkpoint {ckpt} holds a {meta.get('architecture')!r}, not a LeNet5")
+    if meta.architecture != "LeNet5":
+        raise CheckpointError(f"checkpoint {ckpt} holds a {meta.architecture!r}, not a LeNet5")
     try:
-        model = LeNet5(**meta["model_args"])
-    except (KeyError, TypeError):
-        raise CheckpointError(f"checkpoint {ckpt} has unusable model_args: {meta.get('model_args')!r}") from None
+        model = LeNet5(**meta.model_args)
+    except TypeError:
+        raise CheckpointError(f"checkpoint {ckpt} has unusable model_args: {meta.model_args!r}") from None
     try:
         tensors = load_file(str(ckpt / MODEL_FILE), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
@@ -183,11 +139,11 @@ def load_model(path: Path) -> tuple[LeNet5, dict[str, Any]]:
     return model, meta
 
 
-def load_training_state(path: Path) -> tuple[LeNet5, dict[str, Any], dict[str, Any]]:
+def load_training_state(path: Path) -> tuple[LeNet5, CheckpointMeta, dict[str, Any]]:
     """Model, metadata and training state, all on CPU (a state saved on GPU resumes anywhere)."""
     model, meta = load_model(path)
     ckpt = _resolve_dir(path)
-    if STATE_FILE not in meta.get("files", {}):
+    if STATE_FILE not in meta.files:
         raise CheckpointError(f"{ckpt} is a model checkpoint, not a training state (no {STATE_FILE})")
     try:
         state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
@@ -206,3 +162,16 @@ def list_training_checkpoints(run_dir: Path) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(STEP_PREFIX))
+
+
+def best_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint of a run with the highest held-out accuracy (final model included)."""
+    scored = []
+    for ckpt in list_training_checkpoints(run_dir) + [Path(run_dir) / "model"]:
+        try:
+            _, meta = read_meta(ckpt)
+        except CheckpointError:
+            continue
+        if meta.metrics is not None:
+            scored.append((meta.metrics.test_accuracy, meta.global_step, ckpt))
+    return max(scored, key=lambda t: (t[0], t[1]))[2] if scored else None

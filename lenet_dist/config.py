@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from lenet_dist.choices import DatasetName, TrackingMode
 from lenet_dist.errors import ConfigError
 
 
@@ -20,7 +21,7 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    dataset: Literal["mnist", "fashion-mnist"] = "mnist"
+    dataset: DatasetName = "mnist"
     data_dir: Path = Field(Path("data"), description="where raw IDX files are fetched to and read from")
     train_subset: int | None = Field(None, gt=0, description="use only the first N training images")
     test_subset: int | None = Field(None, gt=0, description="evaluate on only the first N test images")
@@ -69,7 +70,7 @@ class CheckpointConfig(_Section):
 
 
 class TrackingConfig(_Section):
-    mode: Literal["auto", "online", "offline", "disabled"] = "auto"
+    mode: TrackingMode = "auto"
     project: str = "lenet-dist"
     entity: str | None = None
     group: str | None = None

@@ -83,15 +83,7 @@ set -e
 
 # the run's own word on how it ended, if this attempt of this job wrote it (a stale summary of an
 # earlier attempt must not requeue a job that failed)
-STATUS=$(python3 - "$RUN_DIR/summary.json" <<'PY' 2>/dev/null || true
-import json, os, sys
-s = json.load(open(sys.argv[1]))
-slurm = s.get("slurm", {})
-mine = slurm.get("slurm_job_id") == os.environ["SLURM_JOB_ID"] and \
-    slurm.get("slurm_restart_count", "0") == os.environ.get("SLURM_RESTART_COUNT", "0")
-print(s.get("status", "") if mine else "")
-PY
-)
+STATUS=$(python -m lenet_dist runs status "$RUN_DIR" 2>/dev/null || true)
 echo "lenet-dist: job step ended with exit code $RC, run status '${STATUS:-none}' $(date -Is)"
 if [ "$STATUS" = "stopped" ]; then
   if [ "$RESTARTS" -lt "$MAX_REQUEUES" ]; then

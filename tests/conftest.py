@@ -60,7 +60,7 @@ def read_summary(run_dir: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    from lenet_dist.fetch import ensure_dataset
+    from lenet_dist.data.fetch import ensure_dataset
 
     ensure_dataset("mnist", DATA_DIR)
     return DATA_DIR

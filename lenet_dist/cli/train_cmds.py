@@ -1,0 +1,95 @@
+"""`train`, `evaluate`, `checkpoint info`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lenet_dist.cli.app import DataDirOpt, Dataset, DeviceOpt, JsonOpt, Tracking, app, checkpoint_app
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (default: built-in "
+                                                "defaults, the same as configs/default.yaml)")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="dotted override KEY=VALUE, e.g. "
+                                                  "optim.lr=0.01 (repeatable)")]
+
+
+@app.command()
+def train(
+    config: ConfigOpt = None,
+    epochs: Annotated[int | None, typer.Option(help="train.epochs")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="train.batch_size (global, all processes)")] = None,
+    lr: Annotated[float | None, typer.Option(help="optim.lr")] = None,
+    seed: Annotated[int | None, typer.Option(help="train.seed")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="output_dir: run directories go under it")] = None,
+    run_name: Annotated[str | None, typer.Option(help="run_name (default: generated)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="data.data_dir")] = None,
+    dataset: Annotated[Dataset | None, typer.Option(help="data.dataset")] = None,
+    tracking: Annotated[Tracking | None, typer.Option(help="tracking.mode (W&B)")] = None,
+    resume: Annotated[str | None, typer.Option(help="'auto' (latest valid checkpoint of this run, else "
+                                               "start fresh) or a checkpoint directory")] = None,
+    set_: SetOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="validate the config, print the run directory "
+                                          "and exit (job scripts use it to fail fast)")] = False,
+) -> None:
+    """Train LeNet5; works alone, under `accelerate launch`, torchrun and srun."""
+    from lenet_dist.config import load_config
+
+    flags = {"train.epochs": epochs, "train.batch_size": batch_size, "optim.lr": lr, "train.seed": seed,
+             "output_dir": output_dir, "run_name": run_name, "data.data_dir": data_dir,
+             "data.dataset": dataset.value if dataset else None,
+             "tracking.mode": tracking.value if tracking else None}
+    overrides = list(set_ or []) + [f"{k}={v}" for k, v in flags.items() if v is not None]
+    cfg = load_config(config, overrides)
+    if dry_run:
+        from lenet_dist.training.run_dir import generated_name
+
+        typer.echo(Path(cfg.output_dir) / (cfg.run_name or generated_name(cfg.data.dataset)))
+        return
+
+    from lenet_dist.training.train import train as run_training
+
+    run_training(cfg, resume=resume)
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="model checkpoint directory (or its meta.json)")],
+    data_dir: DataDirOpt = Path("data"),
+    device: DeviceOpt = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Held-out evaluation of a model checkpoint, on any device (sharded under a multi-process launcher)."""
+    from lenet_dist.tracking.console import print_eval
+    from lenet_dist.training.evaluate_checkpoint import evaluate_checkpoint
+
+    result, meta, reporter = evaluate_checkpoint(checkpoint, data_dir, device)
+    if not reporter:
+        return
+    if as_json:
+        typer.echo(json.dumps({"checkpoint": str(checkpoint), "dataset": meta.dataset, **result.to_dict()}))
+    else:
+        print_eval(result, meta)
+
+
+@checkpoint_app.command("info")
+def checkpoint_info(
+    path: Annotated[Path, typer.Argument(help="checkpoint directory")],
+    as_json: JsonOpt = False,
+) -> None:
+    """What a checkpoint holds, and whether every file passes its sha256 check."""
+    from lenet_dist.checkpoint import STATE_FILE, read_meta
+
+    ckpt, meta = read_meta(path)
+    info = meta.model_dump(mode="json", exclude_none=True)
+    if as_json:
+        typer.echo(json.dumps({"path": str(ckpt), "intact": True, **info}))
+        return
+    kind = "training state + model" if STATE_FILE in meta.files else "model"
+    typer.echo(f"{ckpt}: intact ({kind}, {len(meta.files)} files verified)")
+    for key in ("architecture", "model_args", "dataset", "epoch", "global_step", "world_size", "metrics",
+                "normalization", "versions", "created"):
+        if key in info:
+            typer.echo(f"  {key}: {info[key]}")

@@ -1,0 +1,107 @@
+"""Using a trained model and looking at runs: `predict`, `export`, `report`, `runs compare`."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lenet_dist.cli.app import DeviceOpt, JsonOpt, app, runs_app
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+@app.command()
+def predict(
+    inputs: Annotated[list[str], typer.Argument(help="image files, directories, or glob patterns")],
+    checkpoint: Annotated[Path | None, typer.Option(help="model checkpoint (default: the best model of the "
+                                                    "most recent run under runs/)")] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="look into subdirectories")] = False,
+    no_preprocess: Annotated[bool, typer.Option("--no-preprocess", help="inputs are already MNIST-like "
+                                                "(light digit on black, 28x28): skip inversion/crop/centring")] = False,
+    save_preprocessed: Annotated[Path | None, typer.Option(help="write the 28x28 images the model saw here")] = None,
+    device: DeviceOpt = "auto",
+    output: Annotated[OutputFormat, typer.Option("--format", help="table | json | csv")] = OutputFormat.table,
+    as_json: Annotated[bool, typer.Option("--json", help="same as --format json")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="same as --format csv")] = False,
+) -> None:
+    """Predict the digit in each image; bad inputs get an error row and exit code 5."""
+    from lenet_dist.inference.images import collect_inputs, start_loading
+
+    fmt = "json" if as_json else "csv" if as_csv else output.value
+    files, missing = collect_inputs(inputs, recursive)
+    wait_for_images = start_loading(files, no_preprocess)  # workers decode while torch is imported
+
+    from lenet_dist.device import pick_device
+    from lenet_dist.errors import EXIT_PARTIAL
+    from lenet_dist.inference import output as out
+    from lenet_dist.inference.predict import Prediction, default_checkpoint, predict_files
+
+    dev = pick_device(device)
+    if checkpoint is None:
+        checkpoint = default_checkpoint()
+    typer.echo(f"lenet-dist: using checkpoint {checkpoint}", err=True)
+    rows = [Prediction(item, error=why) for item, why in missing]
+    rows += predict_files(files, wait_for_images(), checkpoint, device=dev, save_preprocessed=save_preprocessed)
+    for r in rows:
+        if r.error:
+            typer.echo(f"lenet-dist: {r.file}: {r.error}", err=True)
+    out.emit(rows, fmt)
+    if any(r.error for r in rows):
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+class ExportFormat(str, Enum):
+    torchscript = "torchscript"
+    onnx = "onnx"
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="model checkpoint directory")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="file to write")],
+    fmt: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.torchscript,
+) -> None:
+    """Export a model checkpoint to a file that runs without lenet-dist (raw normalised input)."""
+    from lenet_dist.inference.export import export_model
+
+    max_diff = export_model(checkpoint, output, fmt.value)
+    typer.echo(f"wrote {output} ({fmt.value}); max |logit difference| vs the checkpoint: {max_diff:.2e}")
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
+    """(Re)draw <run>/report.png from metrics.jsonl: loss and accuracy per epoch, confusion matrix."""
+    from lenet_dist.tracking.report import write_report
+
+    typer.echo(f"wrote {write_report(run_dir)}")
+
+
+@runs_app.command("compare")
+def runs_compare(
+    paths: Annotated[list[Path], typer.Argument(help="run directories, or folders of them (e.g. runs/)")],
+    as_json: JsonOpt = False,
+) -> None:
+    """A table of runs (a sweep's, say) from their summary.json, best held-out accuracy first."""
+    from lenet_dist.tracking.runs import compare, print_table
+
+    rows = compare(paths)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        print_table(rows)
+
+
+@runs_app.command("status", hidden=True)
+def runs_status(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
+    """Print the run's status if this SLURM attempt wrote its summary.json (slurm/train.sh asks)."""
+    from lenet_dist.tracking.runs import attempt_status
+
+    typer.echo(attempt_status(run_dir))

@@ -1,0 +1,169 @@
+"""Typed records for everything that crosses a boundary: a file, a process, a checkpoint.
+
+One definition each; every writer builds the record and every reader parses through it, so a
+misspelt key is a type error at the call site, not a KeyError at the end of a 2-hour job.
+
+    Progress        where training is; inside training_state.pt (as a plain dict: weights_only)
+    EpochRecord     one evaluated epoch; summary.json's history and metrics.jsonl's eval lines
+    CheckpointMeta  meta.json of every checkpoint directory
+    RunSummary      summary.json of a run
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from lenet_dist.fileio import write_json_atomic
+
+CHECKPOINT_FORMAT = "lenet-dist-checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", validate_assignment=False)
+
+
+class Normalization(_Record):
+    """The dataset's pixel statistics: the model sees (pixels/255 - mean) / std."""
+
+    mean: float
+    std: float
+
+    def apply(self, x):  # a torch tensor or a numpy array
+        return (x - self.mean) / self.std
+
+
+class Progress(_Record):
+    epoch: int = 0  # epochs completed
+    step_in_epoch: int = 0  # optimizer steps taken in the current epoch
+    global_step: int = 0
+    train_seconds: float = 0.0
+    train_images: int = 0
+    elapsed_before: float = 0.0  # wall seconds spent by earlier attempts of this run
+    epoch_loss_sum: float = 0.0
+    restarts: int = 0
+
+
+class EpochRecord(_Record):
+    epoch: int
+    train_loss: float
+    test_loss: float
+    test_accuracy: float
+    train_seconds: float
+    epoch_seconds: float  # training + evaluation
+    elapsed_seconds: float  # since the run's first process started
+
+
+class EvalLine(EpochRecord):
+    """An evaluation line of metrics.jsonl (the Tracker writes `step` and `kind` too)."""
+
+    step: int
+    per_class_accuracy: list[float]
+    confusion_matrix: list[list[int]]  # rows: true class, columns: predicted class
+
+
+class EvalMetrics(_Record):
+    test_accuracy: float
+    test_loss: float
+    test_samples: int
+
+
+class CheckpointMeta(_Record):
+    """meta.json. The checkpoint writer fills format, architecture, model_args, versions, created
+    and files; the trainer the rest."""
+
+    format: Literal["lenet-dist-checkpoint"] = CHECKPOINT_FORMAT
+    format_version: int = CHECKPOINT_FORMAT_VERSION
+    architecture: str = "LeNet5"
+    model_args: dict[str, int] = {}
+    dataset: str
+    classes: list[str]
+    normalization: Normalization
+    input_size: list[int] = [1, 28, 28]
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    steps_per_epoch: int = 0
+    total_steps: int = 0
+    world_size: int = 1
+    run_name: str = ""
+    metrics: EvalMetrics | None = None
+    versions: dict[str, str] = {}
+    created: str = ""
+    files: dict[str, str] = {}  # file name -> sha256
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json", exclude_none=True), indent=2) + "\n"
+
+
+class TrackingInfo(_Record):
+    mode: str
+    run_id: str | None = None
+
+
+class RunSummary(_Record):
+    status: Literal["completed", "stopped"]
+    run_name: str
+    run_dir: str
+    dataset: str
+    world_size: int
+    rank_nodes: list[str]
+    device: str
+    mixed_precision: str
+    epochs: int
+    epochs_completed: int
+    global_step: int
+    global_batch_size: int
+    per_process_batch_size: int
+    test_accuracy: float | None
+    test_loss: float | None
+    test_samples: int | None
+    per_class_accuracy: list[float] | None
+    confusion_matrix: list[list[int]] | None
+    best_test_accuracy: float | None
+    train_images_per_second: float | None
+    wall_time_seconds: float
+    resumed: bool
+    resumed_from: str | None
+    restarts: int
+    history: list[EpochRecord]
+    checkpoint: str | None
+    tracking: TrackingInfo
+    slurm: dict[str, str]
+    stop_signal: str | None = None  # stopped runs only: what asked for the stop
+
+    FILE: ClassVar[str] = "summary.json"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.model_dump(mode="json")
+        if out["stop_signal"] is None:
+            del out["stop_signal"]
+        return out
+
+    def write(self, run_dir: Path) -> None:
+        write_json_atomic(Path(run_dir) / self.FILE, self.to_dict())
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunSummary:
+        return read_record(Path(run_dir) / cls.FILE, cls)
+
+
+class RecordError(ValueError):
+    """A record file that is missing, not JSON, or not of its record's shape."""
+
+
+def read_record(path: Path, cls: type[_Record]) -> Any:
+    try:
+        return cls.model_validate_json(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise RecordError(f"{path} is missing") from None
+    except OSError as exc:
+        raise RecordError(f"cannot read {path}: {exc.strerror}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise RecordError(f"{path} is not a valid {cls.__name__} ({where or 'file'}: {first['msg']})") from None

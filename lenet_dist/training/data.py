@@ -1,0 +1,33 @@
+"""The training and test splits on the training device, and the step counts they imply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lenet_dist.config import Config
+from lenet_dist.data.datasets import DatasetSpec
+from lenet_dist.data.fetch import ensure_dataset
+from lenet_dist.data.tensors import Split, load_split, steps_per_epoch
+from lenet_dist.errors import ConfigError
+from lenet_dist.training.distributed import Processes
+
+
+@dataclass
+class TrainingData:
+    spec: DatasetSpec
+    train: Split
+    test: Split
+    steps_per_epoch: int
+    total_steps: int
+
+
+def load_data(cfg: Config, procs: Processes) -> TrainingData:
+    with procs.acc.local_main_process_first():  # one fetcher per machine (plus a file lock)
+        spec = ensure_dataset(cfg.data.dataset, cfg.data.data_dir)
+    train_set = load_split(spec, cfg.data.data_dir, "train", cfg.data.train_subset, procs.device)
+    test_set = load_split(spec, cfg.data.data_dir, "test", cfg.data.test_subset, procs.device)
+    steps = steps_per_epoch(len(train_set), cfg.train.batch_size)
+    if steps == 0:
+        raise ConfigError(f"train.batch_size ({cfg.train.batch_size}) is larger than the training set "
+                          f"({len(train_set)} images)")
+    return TrainingData(spec, train_set, test_set, steps, steps * cfg.train.epochs)

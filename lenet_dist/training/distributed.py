@@ -1,0 +1,149 @@
+"""The only module that builds the Accelerator or reads rank / launcher / SLURM variables."""
+
+from __future__ import annotations
+
+import atexit
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from lenet_dist.errors import ConfigError
+
+
+def env_rank() -> int:
+    """Global rank from the launcher's environment (0 when not launched), readable before any
+    process group exists: torchrun/accelerate set RANK, srun sets SLURM_PROCID."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def env_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def env_local_world_size() -> int:
+    return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+
+
+def slurm_info() -> dict[str, str]:
+    """The SLURM job's identity, for the run's metadata (empty outside SLURM)."""
+    keys = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT",
+            "SLURM_JOB_NAME", "SLURM_JOB_NODELIST", "SLURM_NNODES")
+    return {k.lower(): os.environ[k] for k in keys if k in os.environ}
+
+
+def cpu_threads_per_process() -> int:
+    """Launchers set OMP_NUM_THREADS=1; a CPU job instead splits the cores it may use between
+    the processes on this machine."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, env_local_world_size()))
+
+
+def make_accelerator(mixed_precision: str, grad_accum_steps: int = 1):
+    """An Accelerator that really runs DDP for any launch.
+
+    Trap: on a machine without GPUs, `accelerate launch --multi_gpu --num_processes 2` and
+    `torchrun --nproc_per_node 2` start 2 processes, but accelerate reports no distribution (each
+    trains on all data) unless it is told to use the CPU; then it builds a gloo process group.
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
+
+    use_cpu = not torch.cuda.is_available()
+    if mixed_precision == "auto":
+        native = torch.ops.mkldnn._is_mkldnn_bf16_supported() if use_cpu else torch.cuda.is_bf16_supported()
+        mixed_precision = "bf16" if native else "no"
+    if use_cpu:
+        torch.set_num_threads(cpu_threads_per_process())
+        if mixed_precision == "fp16":
+            raise ConfigError("train.mixed_precision 'fp16' needs a GPU; use 'bf16' or 'no' on CPU")
+    # a rank that dies leaves its peers waiting: fail in minutes rather than the default 30
+    pg = InitProcessGroupKwargs(timeout=timedelta(minutes=10))
+    accelerator = Accelerator(cpu=use_cpu, mixed_precision=mixed_precision, kwargs_handlers=[pg],
+                              gradient_accumulation_steps=grad_accum_steps)
+    atexit.register(_close_gloo_at_exit)
+    return accelerator
+
+
+@dataclass
+class Processes:
+    """This process's place in the job, and the job's collectives. Training code asks this object
+    (rank, world, is_main, device; `reduce_*`, `any_rank`) and never the launcher's environment."""
+
+    acc: Any  # accelerate.Accelerator
+    rank: int
+    world: int
+    is_main: bool
+    device: Any  # torch.device
+    rank_nodes: list[str]
+
+    def reduce_sum(self, t):
+        return self.acc.reduce(t, "sum")
+
+    def reduce_mean(self, t):
+        return self.acc.reduce(t, "mean")
+
+    def any_rank(self, flag: bool) -> bool:
+        """True on every rank when any rank says so (accelerate's trigger: one small all-reduce)."""
+        if flag:
+            self.acc.set_trigger()
+        return self.acc.check_trigger()
+
+    def broadcast(self, obj: Any) -> Any:
+        """The main process's `obj`, on every rank."""
+        if self.world == 1:
+            return obj
+        from accelerate.utils import broadcast_object_list
+
+        return broadcast_object_list([obj], from_process=0)[0]
+
+    def wait_for_everyone(self) -> None:
+        self.acc.wait_for_everyone()
+
+    def unwrap(self, model):
+        return self.acc.unwrap_model(model)
+
+
+def start_processes(mixed_precision: str, grad_accum_steps: int, global_batch: int) -> Processes:
+    """Join the job's process group and check that the global batch splits evenly over it."""
+    acc = make_accelerator(mixed_precision, grad_accum_steps)
+    world = acc.num_processes
+    if global_batch % (world * grad_accum_steps):
+        raise ConfigError(f"train.batch_size ({global_batch}) must be divisible by processes x "
+                          f"train.grad_accum_steps ({world} x {grad_accum_steps})")
+    from accelerate.utils import gather_object
+
+    nodes = gather_object([node_name()]) if world > 1 else [node_name()]
+    return Processes(acc, acc.process_index, world, acc.is_main_process, acc.device, nodes)
+
+
+def close_distributed(synchronize: bool = True) -> None:
+    """Tear the process group down while the interpreter is still alive.
+
+    Trap: a process that leaves it to interpreter shutdown can die of SIGABRT ("terminate called
+    without an active exception") when gloo's worker threads are destroyed mid-finalisation, which
+    turns a finished job into a failed one for the launcher. `synchronize` waits for the peers
+    first; only paths where every rank is known to be alive and here may ask for it."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if synchronize:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
+def _close_gloo_at_exit() -> None:
+    """Error paths (success paths call close_distributed themselves): close a gloo group without
+    waiting for peers. Not NCCL: destroying it while a peer is mid-collective can hang."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_backend() == "gloo":
+        dist.destroy_process_group()
+
+
+def node_name() -> str:
+    """This process's node: SLURM's name for it when under SLURM (several slurmd can share a host)."""
+    import socket
+
+    return os.environ.get("SLURMD_NODENAME") or socket.gethostname()

@@ -1,0 +1,201 @@
+"""The step/epoch loop: batches, optimizer steps, evaluation, checkpoints, stop requests.
+A Trainer of small methods (the pytorch/examples DDP shape): `run` → `_run_epoch` → `_run_batch`.
+Every rank runs the same sequence; only the main process writes (checkpointer, tracker, summary)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from lenet_dist import PROCESS_START
+from lenet_dist.config import Config
+from lenet_dist.data.augment import batch_generator, random_affine
+from lenet_dist.data.tensors import epoch_order, rank_batch
+from lenet_dist.faults import crash_point
+from lenet_dist.records import CheckpointMeta, EpochRecord, RunSummary
+from lenet_dist.tracking.console import ProgressReporter
+from lenet_dist.tracking.tracker import Tracker
+from lenet_dist.training.checkpointing import Checkpointer, Restored
+from lenet_dist.training.data import TrainingData
+from lenet_dist.training.distributed import Processes, close_distributed
+from lenet_dist.training.evaluation import EvalResult, evaluate
+from lenet_dist.training.stopping import StopRequest, TrainingStopped
+from lenet_dist.training.summary import finish, run_summary
+
+
+class LossWindow:
+    """Per-step losses summed on the device: read (a host sync) only when flushed."""
+
+    def __init__(self, device: torch.device):
+        self.loss = torch.zeros((), device=device)
+        self.reset()
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss += loss
+        self.steps += 1
+
+    def reset(self) -> None:
+        self.loss.zero_()
+        self.steps = 0
+        self.t0 = time.perf_counter()
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+class TrainLoop:
+    def __init__(self, cfg: Config, procs: Processes, data: TrainingData, run_dir: Path, model, optimizer,
+                 scheduler, checkpointer: Checkpointer, tracker: Tracker, start: Restored):
+        self.cfg, self.procs, self.data, self.run_dir = cfg, procs, data, run_dir
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.checkpointer, self.tracker = checkpointer, tracker
+        self.progress, self.history, self.resumed_from = start.progress, start.history, start.checkpoint
+        self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        self.reporter = ProgressReporter(procs.is_main, cfg.train.epochs, data.steps_per_epoch)
+        self._clock = time.perf_counter()
+
+    def run(self) -> RunSummary:
+        stop = StopRequest(self.cfg.checkpoint.stop_signals, self.run_dir / "STOP")
+        all_ranks_here = False
+        try:
+            final = None
+            while self.progress.epoch < self.cfg.train.epochs:
+                self._run_epoch(self.progress.epoch, stop)
+                final = self._end_epoch()
+            summary = finish(self, final or self._evaluate())  # evaluate here only if resumed at the very end
+            all_ranks_here = True
+            return summary
+        except TrainingStopped:
+            all_ranks_here = True  # every rank agreed to stop and saved together
+            raise
+        finally:
+            stop.restore()
+            self.tracker.close()
+            self.reporter.close()
+            if all_ranks_here:  # error paths leave it to the at-exit fallback, which never waits
+                close_distributed()
+
+    def _run_epoch(self, epoch: int, stop: StopRequest) -> None:
+        order = epoch_order(len(self.data.train), self.cfg.train.seed, epoch).to(self.procs.device)
+        self.model.train()
+        self._clock = time.perf_counter()
+        window = LossWindow(self.procs.device)
+        for step in range(self.progress.step_in_epoch, self.data.steps_per_epoch):
+            window.add(self._run_batch(order, epoch, step))
+            crash_point("after-step")
+            p = self.progress
+            p.step_in_epoch, p.global_step = step + 1, p.global_step + 1
+            p.train_images += self.cfg.train.batch_size
+            self.reporter.step(epoch, step + 1)
+            if p.global_step % self.cfg.train.log_every_steps == 0:  # a host sync: only every N steps
+                self._log_train(window, epoch)
+            if p.global_step % self.cfg.checkpoint.signal_check_steps == 0 and self.procs.any_rank(stop.requested):
+                self._flush(window)
+                self._add_train_time()
+                self._stop(stop)
+            if step + 1 < self.data.steps_per_epoch and self.checkpointer.due(p.global_step, end_of_epoch=False):
+                self._flush(window)
+                self._save_training_state(None)
+        self._flush(window)
+        if self.procs.device.type == "cuda":
+            torch.cuda.synchronize()
+        self._add_train_time()
+
+    def _run_batch(self, order: torch.Tensor, epoch: int, step: int) -> torch.Tensor:
+        cfg, procs = self.cfg.train, self.procs
+        idx = rank_batch(order, step, cfg.batch_size, procs.rank, procs.world)
+        x, y = self.data.train.images[idx], self.data.train.labels[idx]
+        if self.cfg.augment.enabled:
+            x = random_affine(x, self.cfg.augment, batch_generator(procs.device, cfg.seed, epoch, step),
+                              rank=procs.rank, world=procs.world)
+        x = self.data.spec.normalization.apply(x).contiguous(memory_format=self.memory_format)
+        total = torch.zeros((), device=procs.device)
+        for x_micro, y_micro in zip(x.chunk(cfg.grad_accum_steps), y.chunk(cfg.grad_accum_steps), strict=True):
+            with procs.acc.accumulate(self.model):  # no gradient all-reduce until the last micro-batch
+                loss = F.cross_entropy(self.model(x_micro).float(), y_micro, label_smoothing=cfg.label_smoothing)
+                procs.acc.backward(loss)  # divides by grad_accum_steps
+            total += loss.detach() / cfg.grad_accum_steps
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return total
+
+    def _log_train(self, window: LossWindow, epoch: int) -> None:
+        steps, seconds = window.steps, window.seconds()
+        mean = self._flush(window) / steps
+        self.tracker.log({"kind": "train", "epoch": epoch + 1, "train_loss": mean,
+                          "lr": self.optimizer.param_groups[0]["lr"],
+                          "images_per_second": steps * self.cfg.train.batch_size / seconds}, self.progress.global_step)
+
+    def _flush(self, window: LossWindow) -> float:
+        """Sum of the window's per-step losses (mean over ranks), added to the epoch's; a sync."""
+        total = float(self.procs.reduce_mean(window.loss))
+        self.progress.epoch_loss_sum += total
+        window.reset()
+        return total
+
+    def _add_train_time(self) -> None:
+        self.progress.train_seconds += time.perf_counter() - self._clock
+        self._clock = time.perf_counter()
+
+    def _end_epoch(self) -> EvalResult:
+        p = self.progress
+        train_seconds = p.train_seconds - sum(h.train_seconds for h in self.history)
+        result = self._evaluate()
+        record = EpochRecord(
+            epoch=p.epoch + 1, train_loss=p.epoch_loss_sum / self.data.steps_per_epoch, test_loss=result.loss,
+            test_accuracy=result.accuracy, train_seconds=train_seconds,
+            epoch_seconds=train_seconds + time.perf_counter() - self._clock,  # + evaluation
+            elapsed_seconds=p.elapsed_before + time.time() - PROCESS_START)
+        self.history.append(record)
+        p.epoch, p.step_in_epoch, p.epoch_loss_sum = p.epoch + 1, 0, 0.0
+        classes = list(self.data.spec.classes)
+        self.tracker.log({"kind": "eval", **record.model_dump(), "per_class_accuracy": result.per_class_accuracy,
+                          "confusion_matrix": result.confusion_matrix}, p.global_step, class_names=classes)
+        self.tracker.log_confusion(result.confusion_matrix, classes, p.global_step)
+        self.reporter.epoch_done(record)
+        if self.checkpointer.due(p.global_step, end_of_epoch=True):
+            self._save_training_state(result)
+        return result
+
+    def _evaluate(self) -> EvalResult:
+        return evaluate(self.procs.unwrap(self.model), self.data.test, self.data.spec, rank=self.procs.rank,
+                        world=self.procs.world, batch_size=self.cfg.train.eval_batch_size,
+                        reduce_sum=self.procs.reduce_sum, memory_format=self.memory_format)
+
+    def meta(self, result: EvalResult | None) -> CheckpointMeta:
+        spec, p = self.data.spec, self.progress
+        return CheckpointMeta(
+            dataset=spec.name, classes=list(spec.classes), normalization=spec.normalization, epoch=p.epoch,
+            step_in_epoch=p.step_in_epoch, global_step=p.global_step, steps_per_epoch=self.data.steps_per_epoch,
+            total_steps=self.data.total_steps, world_size=self.procs.world, run_name=self.run_dir.name,
+            metrics=result.metrics() if result is not None else None)
+
+    def _save_training_state(self, result: EvalResult | None) -> Path:
+        acc = self.procs.acc
+        elapsed = self.progress.elapsed_before + time.time() - PROCESS_START
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": acc.scaler.state_dict() if acc.scaler is not None else None,
+            "progress": self.progress.model_copy(update={"elapsed_before": elapsed}).model_dump(),
+            "history": [h.model_dump() for h in self.history],
+            "tracking_run_id": self.tracker.run_id,
+        }
+        path = self.checkpointer.save(self.progress.global_step, self.procs.unwrap(self.model), self.meta(result),
+                                      state)
+        self.procs.wait_for_everyone()
+        return path
+
+    def _stop(self, stop: StopRequest) -> None:
+        path = self._save_training_state(None)
+        summary = run_summary(self, None, status="stopped", stop_signal=stop.signal_name or "peer")
+        if self.procs.is_main:
+            summary.write(self.run_dir)
+            stop.consume_stop_file()
+        raise TrainingStopped(f"stopped on {stop.signal_name or 'a peer rank signal'} at step "
+                              f"{self.progress.global_step}; resume with --resume auto", str(path))

@@ -1,0 +1,79 @@
+"""train(cfg) -> RunSummary: the whole training job, top to bottom.
+
+The global batch is the same for any world size: each epoch has one seeded order, global batch
+k is order[k*B:(k+1)*B], and rank r trains on its contiguous slice. So a 2-process run takes the
+same optimizer steps as a 1-process run, and a resume (even onto another world size) continues
+the exact sequence: the data order and the augmentation draws are functions of (seed, epoch,
+step), and the checkpoint holds model, optimizer, scheduler and scaler.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from lenet_dist.config import Config
+from lenet_dist.fileio import write_text_atomic
+from lenet_dist.model import LeNet5
+from lenet_dist.records import RunSummary
+from lenet_dist.tracking.tracker import Tracker
+from lenet_dist.training.checkpointing import Checkpointer, Restored, latest_valid, restore_training_state
+from lenet_dist.training.data import TrainingData, load_data
+from lenet_dist.training.distributed import Processes, start_processes
+from lenet_dist.training.loop import TrainLoop
+from lenet_dist.training.optim import build_optimizer, build_scheduler
+from lenet_dist.training.run_dir import prepare_run_dir
+from lenet_dist.training.summary import run_config
+
+log = logging.getLogger("lenet_dist.train")
+
+
+def train(cfg: Config, resume: str | None = None) -> RunSummary:
+    """Run the training job; return the summary (also written to <run_dir>/summary.json)."""
+    procs = start_processes(cfg.train.mixed_precision, cfg.train.grad_accum_steps, cfg.train.batch_size)
+    data = load_data(cfg, procs)
+    run_dir = prepare_run_dir(cfg, procs, resume)
+
+    torch.manual_seed(cfg.train.seed)
+    model = LeNet5(1, len(data.spec.classes)).to(procs.device, memory_format=memory_format(cfg))
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_scheduler(cfg, optimizer, data.total_steps)
+    start = restore(run_dir, resume, model, optimizer, scheduler, procs, data)
+    if procs.is_main:  # only once a resume has loaded: a failed one changes nothing
+        write_text_atomic(run_dir / "config.yaml", cfg.to_yaml())
+    model, optimizer = procs.acc.prepare(model, optimizer)
+
+    checkpointer = Checkpointer(run_dir, cfg.checkpoint, procs.is_main,
+                                last_saved_step=start.progress.global_step if start.checkpoint else None)
+    tracker = Tracker(run_dir if procs.is_main else None, cfg.tracking, run_name=run_dir.name,
+                      config=run_config(cfg, procs), run_id=start.tracking_run_id)
+    if procs.is_main:
+        log.info("run %s: %s, %d process(es) on %s, precision %s, W&B %s", run_dir, data.spec.name, procs.world,
+                 procs.device.type, procs.acc.mixed_precision, tracker.mode)
+    loop = TrainLoop(cfg, procs, data, run_dir, model, optimizer, scheduler, checkpointer, tracker, start)
+    return loop.run()
+
+
+def memory_format(cfg: Config) -> torch.memory_format:
+    return torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+
+
+def restore(run_dir: Path, resume: str | None, model: LeNet5, optimizer, scheduler, procs: Processes,
+            data: TrainingData) -> Restored:
+    """The state to start from: a checkpoint named by --resume, the run's latest one, or scratch."""
+    if resume is None:
+        return Restored()
+    ckpt = latest_valid(run_dir) if resume == "auto" else Path(resume)
+    if ckpt is None:
+        log.warning("resume: no checkpoint in %s yet; starting fresh (--resume auto continues the run "
+                    "named by --run-name)", run_dir)
+        return Restored()
+    start = restore_training_state(ckpt, model=model, optimizer=optimizer, scheduler=scheduler,
+                                   scaler=procs.acc.scaler, dataset=data.spec.name,
+                                   steps_per_epoch=data.steps_per_epoch, total_steps=data.total_steps)
+    if procs.is_main:
+        log.info("resume: continuing %s from %s (epoch %d, step %d of %d)", run_dir.name, ckpt,
+                 start.progress.epoch + 1, start.progress.step_in_epoch, data.steps_per_epoch)
+    return start

@@ -1,0 +1,144 @@
+"""slurm/*.sh against a real SLURM cluster on this machine (slurm/local-cluster.sh): two slurmd
+pose as nodes n1 and n2. Skipped where no cluster can be started, unless LENET_DIST_REQUIRE_SLURM=1
+(CI), where that is a failure."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ..conftest import REPO, cli_env, read_summary
+
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+SMALL = ["--set", "data.train_subset=6000", "--epochs", "1", "--tracking", "disabled"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    state = Path(os.environ.get("LENET_SLURM_DIR", "/tmp/lenet-slurm-tests"))
+    env = cli_env(LENET_SLURM_DIR=str(state))
+    can_start = os.geteuid() == 0 and (shutil.which("apt-get") or shutil.which("slurmctld"))
+    if not can_start:
+        if os.environ.get("LENET_DIST_REQUIRE_SLURM") == "1":
+            pytest.fail("LENET_DIST_REQUIRE_SLURM=1 but the local cluster cannot be started (needs root)")
+        pytest.skip("the local SLURM cluster needs root (apt, munge)")
+    start = subprocess.run(["bash", "slurm/local-cluster.sh", "start"], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert start.returncode == 0, start.stderr
+    env["SLURM_CONF"] = str(state / "slurm.conf")
+    (REPO / "logs").mkdir(exist_ok=True)
+    yield env
+    subprocess.run(["bash", "slurm/local-cluster.sh", "stop"], cwd=REPO, env=env, capture_output=True)
+
+
+def sbatch(env, *args: str, wait: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    cmd = ["sbatch", "--parsable", *(["--wait"] if wait else []), *map(str, args)]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def log_of(job_name: str, job_id: str) -> str:
+    return (REPO / "logs" / f"{job_name}-{job_id}.out").read_text()
+
+
+def test_scripts_are_syntax_and_shellcheck_clean():
+    scripts = [*sorted((REPO / "slurm").glob("*.sh")), *sorted((REPO / "jobs").glob("*.sh")), REPO / ".ci" / "run"]
+    for script in scripts:
+        subprocess.run(["bash", "-n", script], check=True)
+    if shutil.which("shellcheck"):
+        done = subprocess.run(["shellcheck", *scripts], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout
+    elif os.environ.get("LENET_DIST_REQUIRE_SLURM") == "1":
+        pytest.fail("shellcheck is not installed")
+
+
+def test_single_node_job_trains_and_evaluates(cluster, mnist_dir: Path, tmp_path: Path):
+    done = sbatch(cluster, "--job-name=t-single", "slurm/train.sh", "--data-dir", mnist_dir, "--output-dir", tmp_path,
+                  *SMALL)
+    job = done.stdout.strip().split(";")[0]
+    assert done.returncode == 0, log_of("t-single", job)
+    run = tmp_path / f"t-single-{job}"
+    s = read_summary(run)
+    assert s["status"] == "completed" and s["world_size"] == 1 and s["slurm"]["slurm_job_id"] == job
+    assert s["test_samples"] == 10000 and s["test_accuracy"] > 0.7  # chance is 0.10
+    assert (run / "model" / "model.safetensors").is_file()
+
+
+def test_two_node_job_runs_one_ddp_world_across_both_nodes(cluster, mnist_dir: Path, tmp_path: Path):
+    done = sbatch(cluster, "--job-name=t-multi", "--nodes=2", "slurm/train.sh", "--data-dir", mnist_dir,
+                  "--output-dir", tmp_path, *SMALL)
+    job = done.stdout.strip()
+    assert done.returncode == 0, log_of("t-multi", job)
+    assert [p.name for p in tmp_path.iterdir()] == [f"t-multi-{job}"], "one run directory"
+    s = read_summary(tmp_path / f"t-multi-{job}")
+    assert s["world_size"] == 2 and sorted(s["rank_nodes"]) == ["n1", "n2"]
+    assert s["test_samples"] == 10000 and s["test_accuracy"] > 0.7
+    assert log_of("t-multi", job).count("held-out accuracy") == 1, "one set of logs"
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _last_step(metrics: Path) -> int:
+    lines = metrics.read_text().splitlines() if metrics.exists() else []
+    return json.loads(lines[-1])["step"] if lines else 0
+
+
+def test_preempted_job_checkpoints_requeues_itself_and_resumes(cluster, mnist_dir: Path, tmp_path: Path):
+    done = sbatch(cluster, "--job-name=t-preempt", "slurm/train.sh", "--data-dir", mnist_dir, "--output-dir",
+                  tmp_path, "--set", "data.train_subset=20000", "--epochs", "2", "--tracking", "disabled",
+                  "--set", "train.log_every_steps=5", wait=False)
+    job = done.stdout.strip()
+    run = tmp_path / f"t-preempt-{job}"
+    _wait(lambda: _last_step(run / "metrics.jsonl") >= 40, 180, "40 training steps")
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], env=cluster, check=True)  # as --signal=B:USR1@T
+    final = _wait(lambda: (run / "summary.json").exists() and read_summary(run)["status"] == "completed"
+                  and read_summary(run), 300, "the requeued job to complete")
+    log = log_of("t-preempt", job)
+    assert "restart 0" in log and "restart 1" in log, log
+    assert "requeueing job" in log and "SIGUSR1 received" in log
+    assert final["resumed"] and final["restarts"] == 1 and final["slurm"]["slurm_restart_count"] == "1"
+    assert final["epochs_completed"] == 2 and [h["epoch"] for h in final["history"]] == [1, 2]
+    assert final["global_step"] == 2 * (20000 // 128)
+    _wait(lambda: "JobState=COMPLETED" in subprocess.run(["scontrol", "show", "job", job], env=cluster,
+                                                          capture_output=True, text=True).stdout, 60, "COMPLETED")
+
+
+def test_user_error_fails_fast_with_one_line_and_is_not_requeued(cluster, tmp_path: Path):
+    done = sbatch(cluster, "--job-name=t-usererr", "slurm/train.sh", "--config", tmp_path / "nope.yaml")
+    job = done.stdout.strip()
+    assert done.returncode == 2
+    log = log_of("t-usererr", job)
+    assert len(re.findall(r"error:", log)) == 1 and "config file not found" in log
+    assert "Traceback" not in log and "requeue" not in log
+    state = subprocess.run(["scontrol", "show", "job", job], env=cluster, capture_output=True, text=True).stdout
+    assert "Restarts=0" in state and "JobState=FAILED" in state
+
+
+def test_array_sweep_produces_a_run_per_line_and_a_comparison(cluster, mnist_dir: Path, tmp_path: Path):
+    sweep = tmp_path / "tiny.txt"
+    sweep.write_text("# two learning rates\n--set optim.lr=0.001\n\n--set optim.lr=0.004\n")
+    out = tmp_path / "runs"
+    done = sbatch(cluster, "--job-name=t-sweep", "slurm/sweep.sh", sweep, "--data-dir", mnist_dir, "--output-dir",
+                  out, *SMALL)
+    job = done.stdout.strip()
+    log = log_of("t-sweep", job)
+    assert done.returncode == 0, log
+    runs = sorted(p.name for p in out.iterdir())
+    assert len(runs) == 2 and all(r.startswith("tiny-") for r in runs)
+    assert all(read_summary(out / r)["status"] == "completed" for r in runs)
+    assert all("group: tiny" in (out / r / "config.yaml").read_text() for r in runs), "W&B group = sweep name"
+    configs = sorted((out / r / "config.yaml").read_text().split("lr: ")[1].split()[0] for r in runs)
+    assert configs == ["0.001", "0.004"]
+    assert "2 runs, best held-out accuracy first" in log and "2 of 2 runs completed" in log

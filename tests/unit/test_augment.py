@@ -1,0 +1,44 @@
+"""Augmentation: sane images, per-rank slices of one global draw, never applied to evaluation."""
+
+from pathlib import Path
+
+import torch
+
+from lenet_dist.config import AugmentConfig
+from lenet_dist.data.augment import batch_generator, random_affine
+from lenet_dist.data.datasets import MNIST
+from lenet_dist.data.tensors import load_split
+
+CPU = torch.device("cpu")
+
+
+def _digits(mnist_dir: Path, n: int = 256) -> torch.Tensor:
+    return load_split(MNIST, mnist_dir, "test", n).images
+
+
+def test_augmented_digits_keep_their_range_ink_and_shape(mnist_dir: Path):
+    x = _digits(mnist_dir)
+    y = random_affine(x, AugmentConfig(), batch_generator(CPU, 0, 0, 0))
+    assert y.shape == x.shape and float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+    ink_ratio = y.sum((1, 2, 3)) / x.sum((1, 2, 3))
+    assert float(ink_ratio.min()) > 0.7 and float(ink_ratio.max()) < 1.4  # zoom ±10%: ink ±~21%, minus clipping
+    similarity = torch.nn.functional.cosine_similarity(x.flatten(1), y.flatten(1))
+    assert float(similarity.median()) > 0.5, "still the same digit, slightly moved"
+    assert not torch.equal(x, y)
+
+
+def test_zero_strength_is_the_identity(mnist_dir: Path):
+    x = _digits(mnist_dir, 32)
+    y = random_affine(x, AugmentConfig(degrees=0, translate=0, scale=0), batch_generator(CPU, 0, 0, 0))
+    assert torch.allclose(x, y, atol=1e-5)
+
+
+def test_draws_depend_on_position_only_and_split_across_ranks(mnist_dir: Path):
+    x = _digits(mnist_dir, 64)
+    cfg = AugmentConfig()
+    whole = random_affine(x, cfg, batch_generator(CPU, 3, 1, 7))
+    assert torch.equal(whole, random_affine(x, cfg, batch_generator(CPU, 3, 1, 7)))
+    assert not torch.equal(whole, random_affine(x, cfg, batch_generator(CPU, 3, 1, 8)))
+    halves = [random_affine(x[r * 32:(r + 1) * 32], cfg, batch_generator(CPU, 3, 1, 7), rank=r, world=2)
+              for r in range(2)]
+    assert torch.allclose(torch.cat(halves), whole, atol=1e-6), "the same images whatever the world size"

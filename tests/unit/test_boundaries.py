@@ -1,0 +1,60 @@
+"""The arrows of the layout point one way: inference never reaches into training, accelerate or
+W&B; only training/distributed.py talks to accelerate; the model is pure torch."""
+
+import ast
+from pathlib import Path
+
+import lenet_dist
+
+PACKAGE = Path(lenet_dist.__file__).parent
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0}
+    return names | {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+
+
+def _module_file(name: str) -> Path | None:
+    rel = Path(*name.split(".")[1:])
+    for candidate in (PACKAGE / rel.with_suffix(".py"), PACKAGE / rel / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _reachable(start: Path) -> set[str]:
+    """Every module imported from `start`, following lenet_dist's own modules."""
+    seen, todo, found = set(), [start], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _imports(path):
+            found.add(name)
+            if name.startswith("lenet_dist.") and (f := _module_file(name)) is not None:
+                todo.append(f)
+    return found
+
+
+def test_inference_imports_neither_training_accelerate_nor_wandb():
+    for path in (PACKAGE / "inference").glob("*.py"):
+        reached = _reachable(path)
+        bad = {m for m in reached if m.split(".")[0] in ("accelerate", "wandb") or m.startswith("lenet_dist.training")}
+        assert not bad, f"{path.name} reaches {sorted(bad)}"
+
+
+def test_only_the_distributed_module_imports_accelerate():
+    users = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
+             if any(m.split(".")[0] == "accelerate" for m in _imports(p))}
+    assert users == {"training/distributed.py"}
+
+
+def test_model_module_is_pure_torch():
+    assert {m.split(".")[0] for m in _imports(PACKAGE / "model.py")} <= {"__future__", "torch"}
+
+
+def test_no_module_is_over_about_200_lines():
+    sizes = {p.relative_to(PACKAGE).as_posix(): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    assert {name: n for name, n in sizes.items() if n > 210} == {}

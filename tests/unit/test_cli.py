@@ -1,0 +1,60 @@
+"""What a user sees from the CLI, in-process: help, choices from one source, one-line errors."""
+
+import json
+from pathlib import Path
+from typing import get_args
+
+from lenet_dist.choices import DatasetName, TrackingMode
+from lenet_dist.cli.app import Dataset, Tracking
+from lenet_dist.config import Config
+
+from .cli import invoke, one_error_line
+from .test_records import _summary
+
+
+def test_help_lists_every_command():
+    out = invoke("--help").stdout
+    for command in ("train", "evaluate", "predict", "export", "report", "data", "checkpoint", "runs"):
+        assert command in out
+    assert "--resume" in invoke("train", "--help").stdout
+
+
+def test_cli_choices_and_config_types_come_from_one_source():
+    assert tuple(d.value for d in Dataset) == get_args(DatasetName) == get_args(Config.model_fields["data"]
+                                                                              .annotation.model_fields["dataset"]
+                                                                              .annotation)
+    assert tuple(t.value for t in Tracking) == get_args(TrackingMode)
+
+
+def test_checkpoint_info_reports_contents_and_integrity(model_checkpoint: Path):
+    result = invoke("checkpoint", "info", model_checkpoint)
+    assert result.exit_code == 0 and "intact (model, 1 files verified)" in result.stdout
+    info = json.loads(invoke("checkpoint", "info", model_checkpoint, "--json").stdout)
+    assert info["intact"] and info["dataset"] == "mnist" and info["metrics"]["test_accuracy"] == 0.5
+
+
+def test_a_missing_checkpoint_is_exit_4_with_one_line(tmp_path: Path):
+    result = invoke("checkpoint", "info", tmp_path / "nope")
+    assert result.exit_code == 4 and "checkpoint not found" in one_error_line(result)
+
+
+def test_a_user_error_in_any_command_is_one_line_without_traceback(tmp_path: Path):
+    for args, code in [(["runs", "compare", tmp_path], 1), (["report", tmp_path], 1),
+                       (["train", "--set", "optim.lr=-1"], 2), (["evaluate", tmp_path / "x"], 4)]:
+        result = invoke(*args, cwd=tmp_path)
+        assert result.exit_code == code, (args, result.output)
+        assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_runs_compare_prints_a_table(tmp_path: Path):
+    (tmp_path / "a").mkdir()
+    _summary(run_name="a").write(tmp_path / "a")
+    result = invoke("runs", "compare", tmp_path)
+    assert result.exit_code == 0 and "0.9000" in result.stdout
+    assert json.loads(invoke("runs", "compare", tmp_path, "--json").stdout)[0]["run_name"] == "a"
+
+
+def test_dry_run_validates_and_prints_the_run_directory(tmp_path: Path):
+    result = invoke("train", "--run-name", "x", "--output-dir", tmp_path, "--dry-run")
+    assert result.exit_code == 0 and result.stdout.strip() == str(tmp_path / "x")
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import pytest
+
+from lenet_dist.config import Config, load_config
+from lenet_dist.errors import ConfigError
+
+from ..conftest import REPO
+from .cli import invoke, one_error_line
+
+
+def test_default_yaml_equals_builtin_defaults():
+    assert load_config(REPO / "configs" / "default.yaml") == Config()
+
+
+@pytest.mark.parametrize("name", ["fast.yaml", "debug.yaml"])
+def test_shipped_configs_are_valid(name):
+    load_config(REPO / "configs" / name)
+
+
+def test_dotted_overrides_are_typed():
+    cfg = load_config(None, ["optim.lr=0.01", "train.epochs=3", "data.train_subset=null", "augment.enabled=false"])
+    assert cfg.optim.lr == 0.01 and cfg.train.epochs == 3 and cfg.data.train_subset is None
+    assert cfg.augment.enabled is False
+    assert load_config(None, ["train.mixed_precision=no"]).train.mixed_precision == "no"  # not YAML's False
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("optim.lrr=0.1", "unknown config key 'optim.lrr'"),
+        ("nosuch.key=1", "unknown config key 'nosuch'"),
+        ("optim.lr=-1", "'optim.lr'"),
+        ("train.batch_size=0", "'train.batch_size'"),
+        ("train.epochs=abc", "'train.epochs'"),
+        ("data.dataset=cifar", "'data.dataset'"),
+        ("optim.lr", "KEY=VALUE"),
+    ],
+)
+def test_bad_values_are_rejected_naming_the_key(override, named):
+    with pytest.raises(ConfigError, match=named.replace("(", r"\(").replace(")", r"\)")):
+        load_config(None, [override])
+
+
+def test_grad_accumulation_must_divide_the_batch():
+    with pytest.raises(ConfigError, match="grad_accum_steps"):
+        load_config(None, ["train.batch_size=100", "train.grad_accum_steps=3"])
+
+
+def test_cli_config_errors_are_one_line_with_exit_2(tmp_path: Path):
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("train: [1\n")
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("train:\n  epochz: 3\n")
+    for args, expected in [
+        (["-c", bad_yaml], "not valid YAML"),
+        (["-c", unknown], "unknown config key 'train.epochz'"),
+        (["-c", tmp_path / "nope.yaml"], "config file not found"),
+        (["--set", "optim.lr=-0.1"], "optim.lr"),
+        (["--set", "data.dataset=svhn"], "data.dataset"),
+    ]:
+        result = invoke("train", *args, cwd=tmp_path)
+        assert result.exit_code == 2
+        assert expected in one_error_line(result)
+    assert not (tmp_path / "runs").exists(), "nothing may be written before the config is valid"
+
+
+def test_help_is_fast_because_torch_is_not_imported():
+    import subprocess
+    import sys
+
+    code = "import sys; from lenet_dist.cli import app; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

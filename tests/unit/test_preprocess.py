@@ -1,0 +1,74 @@
+"""Preprocessing of user images, in-process on real held-out digits: a photo-like digit comes out
+looking like its MNIST original; MNIST-form input passes through; bad files get a clear reason."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lenet_dist.data.datasets import MNIST
+from lenet_dist.data.tensors import read_idx
+from lenet_dist.inference.preprocess import PreprocessError, load_image, to_mnist
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_dir: Path) -> np.ndarray:
+    return read_idx(MNIST.raw_dir(mnist_dir) / MNIST.files["test"][0].name, 3)[:20]
+
+
+def _photo(digit: np.ndarray, size: int, canvas: tuple[int, int], at: tuple[int, int]) -> np.ndarray:
+    """Dark ink on light paper, scaled and off-centre."""
+    ink = np.asarray(Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32) / 255
+    page = np.full(canvas, 235.0, dtype=np.float32)
+    y, x = at
+    page[y:y + size, x:x + size] -= 200 * ink
+    return np.clip(page, 0, 255).astype(np.uint8)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_a_photo_like_digit_comes_out_like_its_mnist_original(digits: np.ndarray):
+    for digit in digits:
+        out = to_mnist(_photo(digit, 120, (300, 260), (150, 20)))
+        assert out.shape == (28, 28) and out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
+        assert _cosine(out, digit / 255.0) > 0.75
+
+
+def test_the_digit_is_centred_by_its_centre_of_mass(digits: np.ndarray):
+    out = to_mnist(_photo(digits[0], 90, (200, 400), (5, 300)))
+    ys, xs = np.indices(out.shape)
+    assert abs((ys * out).sum() / out.sum() - 14) < 1 and abs((xs * out).sum() / out.sum() - 14) < 1
+
+
+def test_a_blank_page_is_an_error():
+    with pytest.raises(PreprocessError, match="no ink"):
+        to_mnist(np.full((100, 100), 240, dtype=np.uint8))
+
+
+def test_mnist_form_input_passes_through_unchanged(digits: np.ndarray, tmp_path: Path):
+    Image.fromarray(digits[3]).save(tmp_path / "d.png")
+    assert np.array_equal(load_image(tmp_path / "d.png", mnist_like=True), digits[3] / np.float32(255))
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (b"", "empty file"),
+    (b"this is not an image", "not an image"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "not an image"),
+])
+def test_bad_files_get_a_reason(tmp_path: Path, content: bytes, reason: str):
+    f = tmp_path / "x.png"
+    f.write_bytes(content)
+    with pytest.raises(PreprocessError, match=reason):
+        load_image(f)
+
+
+def test_a_truncated_png_is_an_error(digits: np.ndarray, tmp_path: Path):
+    Image.fromarray(np.kron(digits[0], np.ones((8, 8), dtype=np.uint8))).save(tmp_path / "full.png")
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(PreprocessError, match="truncated"):
+        load_image(tmp_path / "cut.png")
