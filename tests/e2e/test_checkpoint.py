@@ -224,13 +224,6 @@ def test_bad_checkpoints_are_refused_with_one_line(damage: str, small_run: Path,
     assert after == before, "nothing overwritten"
 
 
-def test_checkpoint_info_reports_contents_and_integrity(small_run: Path, tmp_path: Path):
-    proc = run_cli("checkpoint", "info", small_run / "model", cwd=tmp_path)
-    assert proc.returncode == 0 and "intact" in proc.stdout and "LeNet5" in proc.stdout
-    info = json.loads(run_cli("checkpoint", "info", small_run / "model", "--json", cwd=tmp_path).stdout)
-    assert info["intact"] and info["dataset"] == "mnist" and info["model_args"]["num_classes"] == 10
-
-
 def test_evaluate_prints_accuracy_per_class_and_confusion(small_run: Path, mnist_dir: Path, tmp_path: Path):
     proc = run_cli("evaluate", small_run / "model", "--data-dir", mnist_dir, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -72,7 +72,7 @@ def test_import_accepts_gzipped_files_and_rejects_wrong_ones(mnist_dir: Path, tm
     src = tmp_path / "src"
     src.mkdir()
     for f in (mnist_dir / "MNIST" / "raw").glob("*-ubyte"):
-        with open(f, "rb") as fin, gzip.open(src / (f.name + ".gz"), "wb") as fout:
+        with open(f, "rb") as fin, gzip.open(src / (f.name + ".gz"), "wb", compresslevel=1) as fout:
             shutil.copyfileobj(fin, fout)
     result = invoke("data", "import", src, "--data-dir", tmp_path / "data", cwd=tmp_path)
     assert result.exit_code == 0, result.output
