@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from lenet_dist.errors import CheckpointError
 from lenet_dist.faults import crash_point
-from lenet_dist.fileio import atomic_dir, sha256_of
+from lenet_dist.fileio import atomic_dir, disk_full_as_user_error, sha256_of
 from lenet_dist.model import LeNet5
 from lenet_dist.records import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, CheckpointMeta
 
@@ -51,7 +51,7 @@ def save_checkpoint(dest: Path, model: LeNet5, meta: CheckpointMeta,
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    with atomic_dir(dest) as tmp:
+    with disk_full_as_user_error(dest, _bytes_of(tensors, training_state)), atomic_dir(dest) as tmp:
         save_file(tensors, str(tmp / MODEL_FILE))
         crash_point("during-save")
         if training_state is not None:
@@ -63,6 +63,20 @@ def save_checkpoint(dest: Path, model: LeNet5, meta: CheckpointMeta,
         })
         (tmp / META_FILE).write_text(full.to_json())
     return Path(dest)
+
+
+def _bytes_of(*trees: Any) -> int:
+    """Roughly what a checkpoint of these tensors takes on disk (for the full-disk message)."""
+    total, todo = 64 * 1024, list(trees)
+    while todo:
+        item = todo.pop()
+        if isinstance(item, torch.Tensor):
+            total += item.numel() * item.element_size()
+        elif isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, list | tuple):
+            todo.extend(item)
+    return total
 
 
 def _resolve_dir(path: Path) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from lenet_dist.choices import DatasetName, TrackingMode
 from lenet_dist.errors import ConfigError
@@ -18,6 +18,15 @@ from lenet_dist.errors import ConfigError
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_empty_paths(cls, value: Any, info: ValidationInfo) -> Any:
+        """Path('') is '.', so an empty --output-dir or --data-dir would silently mean the current
+        directory."""
+        if info.field_name in ("output_dir", "data_dir") and (value is None or str(value).strip() == ""):
+            raise ValueError("must not be empty")
+        return value
 
 
 class DataConfig(_Section):
@@ -50,7 +59,7 @@ class TrainConfig(_Section):
     epochs: int = Field(15, gt=0)
     batch_size: int = Field(128, gt=0, description="global batch: split over processes and accumulation")
     grad_accum_steps: int = Field(1, gt=0)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=2**32, description="the data order and augmentation draws derive from it")
     mixed_precision: Literal["no", "fp16", "bf16", "auto"] = Field(
         "no", description="auto: bf16 where the hardware does it natively (recent GPUs, AVX512-BF16/AMX CPUs)")
     label_smoothing: float = Field(0.1, ge=0, lt=1)
@@ -64,8 +73,9 @@ class CheckpointConfig(_Section):
     every_epoch: bool = True
     keep_last: int = Field(2, gt=0, description="training states kept, besides the best")
     keep_best: bool = Field(True, description="also keep the best model by held-out accuracy")
-    stop_signals: list[Literal["SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2"]] = Field(
-        ["SIGTERM", "SIGINT", "SIGUSR1"], description="checkpoint and exit 75 (resumable) on these")
+    stop_signals: list[Literal["SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2", "SIGHUP"]] = Field(
+        ["SIGTERM", "SIGINT", "SIGUSR1", "SIGHUP"],
+        description="checkpoint and exit 75 (resumable) on these; SIGHUP: the terminal or ssh session went away")
     signal_check_steps: int = Field(10, gt=0, description="ranks agree on a stop every N steps (a sync)")
 
 

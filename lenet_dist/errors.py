@@ -3,10 +3,12 @@
 Exit codes (documented in the README):
     0   success
     1   an unexpected failure (a bug: the traceback is kept)
-    2   bad usage or configuration
-    3   data missing, unreachable or corrupt
+    2   bad usage or configuration; a run directory already being written by another process
+    3   data missing, unreachable, unreadable or corrupt
     4   bad checkpoint (missing, truncated, corrupt, wrong architecture)
     5   some inputs could not be predicted (the others were)
+    6   training diverged (non-finite loss): no model was saved from it
+    74  no space left to write a checkpoint or result (EX_IOERR); earlier checkpoints are intact
     75  training stopped cleanly on a signal and can be resumed (EX_TEMPFAIL)
 """
 
@@ -16,13 +18,15 @@ EXIT_CONFIG = 2
 EXIT_DATA = 3
 EXIT_CHECKPOINT = 4
 EXIT_PARTIAL = 5
+EXIT_DIVERGED = 6
+EXIT_NO_SPACE = 74
 EXIT_RESUMABLE = 75
 
 
 class UserError(Exception):
     """Something the user can fix; never a bug."""
 
-    exit_code = 1
+    exit_code = EXIT_CONFIG
 
 
 class ConfigError(UserError):
@@ -35,3 +39,11 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     exit_code = EXIT_CHECKPOINT
+
+
+class DivergedError(UserError):
+    exit_code = EXIT_DIVERGED
+
+
+class DiskFullError(UserError):
+    exit_code = EXIT_NO_SPACE

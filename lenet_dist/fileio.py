@@ -4,6 +4,7 @@ one; a failed write leaves nothing behind. Also the one sha256 of a file."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from lenet_dist.errors import DiskFullError
 
 TMP_MARK = ".tmp-"  # hidden temporaries are named .<name>.tmp-<pid>; readers skip them
 
@@ -30,6 +33,25 @@ def fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def disk_full_as_user_error(dest: Path, needed_bytes: int = 0) -> Iterator[None]:
+    """A full disk or quota becomes one line naming the path and the space needed. torch.save
+    reports it as a RuntimeError ("unexpected pos"), so a failure with too little room left counts too."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        try:
+            free = shutil.disk_usage(Path(dest).parent).free
+        except OSError:
+            free = -1
+        full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or 0 <= free < needed_bytes
+        if not full:
+            raise
+        raise DiskFullError(f"no space left on the device writing {dest}: {free / 2**20:.1f} MiB free, about "
+                            f"{max(needed_bytes, 1) / 2**20:.1f} MiB needed; free some space (or move --output-dir), "
+                            "then resume with --resume auto") from None
 
 
 def temporary_sibling(path: Path) -> Path:
@@ -77,7 +99,7 @@ def atomic_dir(dest: Path) -> Iterator[Path]:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_file(path) as tmp:
+    with disk_full_as_user_error(path, len(text)), atomic_file(path) as tmp:
         tmp.write_text(text)
 
 

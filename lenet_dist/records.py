@@ -106,7 +106,7 @@ class TrackingInfo(_Record):
 
 
 class RunSummary(_Record):
-    status: Literal["completed", "stopped"]
+    status: Literal["completed", "stopped", "diverged"]
     run_name: str
     run_dir: str
     dataset: str

@@ -3,14 +3,18 @@
 #
 #   sbatch slurm/train.sh                                   # defaults
 #   sbatch --nodes=2 --gpus-per-node=4 slurm/train.sh -c configs/x.yaml --set optim.lr=0.01
+#   sbatch slurm/train.sh --run-name my-run                 # resubmit the same line to continue my-run
 #
 # Arguments pass through to `lenet-dist train`. Everything else comes from SLURM's environment:
 # nodes, processes per node (the node's GPUs, else LENET_CPU_PROCS_PER_NODE, default 1), the head
 # node's address, a port derived from the job id, and each node's rank (read on that node).
-# Preemption: on SIGUSR1 (sent 120 s before the time limit, or by `scancel --signal=USR1`) or
-# SIGTERM, the workers checkpoint and stop; the job requeues itself (at most LENET_MAX_REQUEUES
-# times) and the requeued run resumes its own run directory. Submit from the repository root:
-# the log goes to logs/<job name>-<job id>.out, appended to across requeues.
+# The run: your --run-name (or run_name in your config) if you give one, else LENET_RUN_NAME, else
+# <job name>-<job id>; the job resumes that run's latest checkpoint when it has one.
+# Stopping: on SIGUSR1 (120 s before the time limit, or `scancel --signal=USR1 --full JOB`) the
+# workers checkpoint and the job requeues itself (at most LENET_MAX_REQUEUES times). On SIGTERM
+# (`scancel JOB`, or a preemption, after which SLURM itself requeues the job) the workers
+# checkpoint and the job ends. Submit from the repository root: the log goes to
+# logs/<job name>-<job id>.out, appended to across requeues.
 #
 #SBATCH --job-name=lenet-dist
 #SBATCH --nodes=1
@@ -28,16 +32,21 @@ RESTARTS=${SLURM_RESTART_COUNT:-0}
 cd "${SLURM_SUBMIT_DIR:-.}"
 if [ -z "${VIRTUAL_ENV:-}" ] && [ -x .venv/bin/lenet-dist ]; then export PATH="$PWD/.venv/bin:$PATH"; fi
 
-# a stable name: a requeued job (same job id) finds and resumes its own run
+# the job's name for the run, used only when the arguments name none: a requeued job (same job
+# id) finds and resumes its own run
 if [ -n "${SLURM_ARRAY_JOB_ID:-}" ]; then
-  RUN_NAME=${LENET_RUN_NAME:-${SLURM_JOB_NAME}-${SLURM_ARRAY_JOB_ID}-${SLURM_ARRAY_TASK_ID}}
+  JOB_RUN_NAME=${LENET_RUN_NAME:-${SLURM_JOB_NAME}-${SLURM_ARRAY_JOB_ID}-${SLURM_ARRAY_TASK_ID}}
 else
-  RUN_NAME=${LENET_RUN_NAME:-${SLURM_JOB_NAME}-${SLURM_JOB_ID}}
+  JOB_RUN_NAME=${LENET_RUN_NAME:-${SLURM_JOB_NAME}-${SLURM_JOB_ID}}
 fi
+# defaults first, the user's arguments after them (the last value of an option wins); a requeued
+# attempt always continues where the run is, even if the first one started from --resume PATH
+TRAIN_ARGS=(--default-run-name "$JOB_RUN_NAME" --resume auto "$@")
+[ "$RESTARTS" -gt 0 ] && TRAIN_ARGS+=(--resume auto)
 
 echo "lenet-dist: job ${SLURM_JOB_ID} start $(date -Is) on ${SLURM_JOB_NODELIST}, restart ${RESTARTS}"
 # user errors (bad config, unknown key) end the job here with one line, and are never requeued
-RUN_DIR=$(lenet-dist train "$@" --run-name "$RUN_NAME" --dry-run)
+RUN_DIR=$(lenet-dist train "${TRAIN_ARGS[@]}" --dry-run)
 
 HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 PORT=$((20000 + SLURM_JOB_ID % 20000))
@@ -50,13 +59,14 @@ export LENET_HEAD=$HEAD LENET_PORT=$PORT LENET_PER_NODE=$PER_NODE LENET_WORLD=$W
 export LENET_RUN_DIR=$RUN_DIR OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 echo "lenet-dist: ${SLURM_NNODES} node(s) x ${PER_NODE} process(es), head ${HEAD}:${PORT}, run ${RUN_DIR}"
 
+REQUEUE=0
 # shellcheck disable=SC2317  # invoked by the traps below
 stop_workers() {
-  echo "lenet-dist: $1 received $(date -Is): asking the workers to checkpoint and stop"
+  echo "lenet-dist: $1 received $(date -Is): asking the workers to checkpoint and stop; $2"
   mkdir -p "$RUN_DIR" && touch "$RUN_DIR/STOP"   # reaches every rank; launchers do not forward USR1
 }
-trap 'stop_workers SIGUSR1' USR1
-trap 'stop_workers SIGTERM' TERM
+trap 'REQUEUE=1; stop_workers SIGUSR1 "the job requeues itself"' USR1
+trap 'stop_workers SIGTERM "the job ends (scancel, time limit or preemption)"' TERM
 
 # one launcher per node; SLURM_NODEID is read on each node, not expanded once here
 # shellcheck disable=SC2016  # single quotes on purpose: expanded by the task on its node
@@ -72,7 +82,7 @@ srun --kill-on-bad-exit=1 bash -c '
   fi
   child=$!
   while :; do wait $child; rc=$?; kill -0 $child 2>/dev/null || exit $rc; done
-' node-launch "$@" --run-name "$RUN_NAME" --resume auto &
+' node-launch "${TRAIN_ARGS[@]}" &
 STEP=$!
 set +e
 while :; do
@@ -86,6 +96,11 @@ set -e
 STATUS=$(python -m lenet_dist runs status "$RUN_DIR" 2>/dev/null || true)
 echo "lenet-dist: job step ended with exit code $RC, run status '${STATUS:-none}' $(date -Is)"
 if [ "$STATUS" = "stopped" ]; then
+  if [ "$REQUEUE" -eq 0 ]; then
+    echo "lenet-dist: not requeueing (stopped by SIGTERM); continue later with: sbatch slurm/train.sh" \
+         "--run-name $(basename "$RUN_DIR") <same arguments>"
+    exit $EXIT_RESUMABLE
+  fi
   if [ "$RESTARTS" -lt "$MAX_REQUEUES" ]; then
     echo "lenet-dist: requeueing job ${SLURM_JOB_ID} (restart $((RESTARTS + 1)) of at most ${MAX_REQUEUES})"
     scontrol requeue "$SLURM_JOB_ID"

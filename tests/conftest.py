@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,17 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
 
 def read_summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
+
+
+def wait_until_step(metrics: Path, step: int, timeout: float = 120) -> None:
+    """Until a running job's metrics.jsonl reaches `step`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        lines = metrics.read_text().splitlines() if metrics.exists() else []
+        if lines and json.loads(lines[-1])["step"] >= step:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"training never reached step {step}")
 
 
 @pytest.fixture(scope="session")

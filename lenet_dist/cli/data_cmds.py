@@ -30,13 +30,14 @@ def data_verify(
     data_dir: DataDirOpt = Path("data"),
 ) -> None:
     """Check every raw file's sha256; exit 3 if any is missing or corrupt."""
-    from lenet_dist.data.fetch import get_spec, verify
+    from lenet_dist.data.fetch import get_spec, raise_if_unusable, verify
     from lenet_dist.errors import DataError
 
     spec = get_spec(dataset.value)
     status = verify(spec, data_dir)
     for name, state in status.items():
         typer.echo(f"{state:8} {spec.raw_dir(data_dir) / name}")
+    raise_if_unusable(spec, data_dir, status)
     bad = [n for n, s in status.items() if s != "ok"]
     if bad:
         raise DataError(f"{spec.name}: {len(bad)} file(s) missing or corrupt; run `lenet-dist data fetch "

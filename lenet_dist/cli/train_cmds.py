@@ -23,9 +23,9 @@ def train(
     batch_size: Annotated[int | None, typer.Option(help="train.batch_size (global, all processes)")] = None,
     lr: Annotated[float | None, typer.Option(help="optim.lr")] = None,
     seed: Annotated[int | None, typer.Option(help="train.seed")] = None,
-    output_dir: Annotated[Path | None, typer.Option(help="output_dir: run directories go under it")] = None,
+    output_dir: Annotated[str | None, typer.Option(help="output_dir: run directories go under it")] = None,
     run_name: Annotated[str | None, typer.Option(help="run_name (default: generated)")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="data.data_dir")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="data.data_dir")] = None,
     dataset: Annotated[Dataset | None, typer.Option(help="data.dataset")] = None,
     tracking: Annotated[Tracking | None, typer.Option(help="tracking.mode (W&B)")] = None,
     resume: Annotated[str | None, typer.Option(help="'auto' (latest valid checkpoint of this run, else "
@@ -33,6 +33,9 @@ def train(
     set_: SetOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="validate the config, print the run directory "
                                           "and exit (job scripts use it to fail fast)")] = False,
+    default_run_name: Annotated[str | None, typer.Option(hidden=True, help="the run's name when neither "
+                                                         "--run-name, --set run_name nor the config gives one "
+                                                         "(job scripts pass the job's)")] = None,
 ) -> None:
     """Train LeNet5; works alone, under `accelerate launch`, torchrun and srun."""
     from lenet_dist.config import load_config
@@ -43,6 +46,8 @@ def train(
              "tracking.mode": tracking.value if tracking else None}
     overrides = list(set_ or []) + [f"{k}={v}" for k, v in flags.items() if v is not None]
     cfg = load_config(config, overrides)
+    if cfg.run_name is None and default_run_name:
+        cfg = load_config(config, [*overrides, f"run_name={default_run_name}"])
     if dry_run:
         from lenet_dist.training.run_dir import generated_name
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from lenet_dist.cli.app import DeviceOpt, JsonOpt, app, runs_app
+from lenet_dist.errors import EXIT_PARTIAL, ConfigError
 
 
 class OutputFormat(str, Enum):
@@ -36,11 +37,12 @@ def predict(
     from lenet_dist.inference.images import collect_inputs, start_loading
 
     fmt = "json" if as_json else "csv" if as_csv else output.value
+    if save_preprocessed is not None and save_preprocessed.exists() and not save_preprocessed.is_dir():
+        raise ConfigError(f"--save-preprocessed {save_preprocessed} is a file; give a folder (created if missing)")
     files, missing = collect_inputs(inputs, recursive)
     wait_for_images = start_loading(files, no_preprocess)  # workers decode while torch is imported
 
     from lenet_dist.device import pick_device
-    from lenet_dist.errors import EXIT_PARTIAL
     from lenet_dist.inference import output as out
     from lenet_dist.inference.predict import Prediction, default_checkpoint, predict_files
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
 import shutil
 import subprocess
 import tarfile
@@ -39,18 +40,25 @@ def get_spec(name: str) -> DatasetSpec:
 
 
 def verify(spec: DatasetSpec, data_dir: Path) -> dict[str, str]:
-    """File name -> 'ok' | 'missing' | 'corrupt' for each raw file of the dataset."""
+    """File name -> 'ok' | 'missing' | 'corrupt' | 'unreadable' for each raw file of the dataset.
+    Reads only: a complete shared data directory may be read-only."""
     status = {}
     for f in spec.all_files():
         path = spec.raw_dir(data_dir) / f.name
-        if not path.is_file():
-            status[f.name] = "missing"
-        else:
+        try:
             status[f.name] = "ok" if sha256_of(path) == f.sha256 else "corrupt"
+        except FileNotFoundError:
+            status[f.name] = "missing"
+        except OSError:
+            status[f.name] = "missing" if not path.exists() else "unreadable"
     return status
 
 
-def _raise_if_corrupt(spec: DatasetSpec, data_dir: Path, status: dict[str, str]) -> None:
+def raise_if_unusable(spec: DatasetSpec, data_dir: Path, status: dict[str, str]) -> None:
+    unreadable = [name for name, s in status.items() if s == "unreadable"]
+    if unreadable:
+        raise DataError(f"{spec.name}: cannot read {', '.join(unreadable)} in {spec.raw_dir(data_dir)} "
+                        "(permission denied); make the files readable or point --data-dir at a readable copy")
     bad = [name for name, s in status.items() if s == "corrupt"]
     if bad:
         raise DataError(
@@ -102,8 +110,17 @@ def _fill_from(sources: list[tuple[str, Source]], spec: DatasetSpec, data_dir: P
     return [f.name for f in missing]
 
 
-def _lock(spec: DatasetSpec, data_dir: Path) -> FileLock:
-    Path(data_dir).mkdir(parents=True, exist_ok=True)
+def _lock(spec: DatasetSpec, data_dir: Path, missing: list[str]) -> FileLock:
+    """The per-machine fetch lock; taken only when files must be written, so a complete read-only
+    data directory (a cluster's shared datasets) is used as it is."""
+    try:
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        writable = os.access(data_dir, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        raise DataError(f"{spec.name}: {', '.join(missing)} missing from {spec.raw_dir(data_dir)}, and {data_dir} "
+                        "is not writable; fetch into a writable --data-dir, or ask for the files to be added")
     return FileLock(str(Path(data_dir) / f".{spec.folder}.lock"), timeout=LOCK_TIMEOUT_S)
 
 
@@ -111,16 +128,18 @@ def ensure_dataset(name: str, data_dir: Path, force: bool = False) -> DatasetSpe
     """Make sure every raw file is present and verified; fetch what is missing. One process at a
     time per data dir: the others wait on the lock and then find the files in place."""
     spec = get_spec(name)
-    with _lock(spec, data_dir):
-        status = verify(spec, data_dir)
-        if all(s == "ok" for s in status.values()):
-            return spec
+    status = verify(spec, data_dir)
+    if all(s == "ok" for s in status.values()):
+        return spec
+    raise_if_unusable(spec, data_dir, {k: v for k, v in status.items() if force is False or v != "corrupt"})
+    with _lock(spec, data_dir, [n for n, s in status.items() if s != "ok"]):
+        status = verify(spec, data_dir)  # another process may have fetched them meanwhile
         if force:
             for fname, s in status.items():
                 if s == "corrupt":
                     (spec.raw_dir(data_dir) / fname).unlink()
         else:
-            _raise_if_corrupt(spec, data_dir, status)
+            raise_if_unusable(spec, data_dir, status)
         still_missing = _fill_from(SOURCES, spec, data_dir)
     if still_missing:
         raise DataError(
@@ -136,7 +155,7 @@ def import_dataset(folder: Path, name: str, data_dir: Path) -> DatasetSpec:
     spec = get_spec(name)
     if not Path(folder).is_dir():
         raise DataError(f"import: {folder} is not a folder")
-    with _lock(spec, data_dir):
+    with _lock(spec, data_dir, [f.name for f in spec.all_files()]):
         still_missing = _fill_from([(str(folder), from_folder(Path(folder)))], spec, data_dir, replace=True)
     if still_missing:
         raise DataError(

@@ -15,6 +15,8 @@ from lenet_dist.fileio import atomic_file, write_json_atomic
 
 def export_model(checkpoint: Path, output: Path, fmt: str) -> float:
     """Write the export, check it against the checkpoint on random input; return max |diff|."""
+    if Path(output).is_dir():
+        raise ConfigError(f"--output {output} is a directory; give a file name, e.g. {Path(output) / 'lenet.pt'}")
     model, meta = load_model(checkpoint)
     example = torch.randn(16, 1, 28, 28)
     output = Path(output)

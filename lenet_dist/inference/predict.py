@@ -11,6 +11,7 @@ import torch
 
 from lenet_dist.checkpoint import best_checkpoint, load_model
 from lenet_dist.errors import CheckpointError
+from lenet_dist.records import RecordError, RunSummary
 
 
 @dataclass
@@ -22,10 +23,19 @@ class Prediction:
     error: str | None = None
 
 
+def _diverged(run_dir: Path) -> bool:
+    try:
+        return RunSummary.read(run_dir).status == "diverged"
+    except RecordError:
+        return False
+
+
 def default_checkpoint(runs_dir: Path = Path("runs")) -> Path:
-    """The best model checkpoint of the most recent run under runs_dir."""
+    """The best model checkpoint of the most recent run under runs_dir (a diverged run never counts)."""
     runs = sorted((p for p in Path(runs_dir).glob("*/summary.json")), key=lambda p: p.stat().st_mtime)
     for summary in reversed(runs):
+        if _diverged(summary.parent):
+            continue
         best = best_checkpoint(summary.parent)
         if best is not None:
             return best

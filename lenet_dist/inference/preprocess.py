@@ -18,6 +18,7 @@ With `mnist_like=True` only steps 1–3 run, plus a plain resize to 28x28 when n
 
 from __future__ import annotations
 
+import stat
 import warnings
 from pathlib import Path
 
@@ -37,7 +38,10 @@ class PreprocessError(Exception):
 def _open(path: Path) -> Image.Image:
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
-        if Path(path).stat().st_size == 0:
+        st = Path(path).stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise PreprocessError("not a regular file (a pipe, socket or device); save the image to a file first")
+        if st.st_size == 0:
             raise PreprocessError("empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

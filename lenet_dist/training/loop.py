@@ -4,6 +4,7 @@ Every rank runs the same sequence; only the main process writes (checkpointer, t
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from lenet_dist import PROCESS_START
 from lenet_dist.config import Config
 from lenet_dist.data.augment import batch_generator, random_affine
 from lenet_dist.data.tensors import epoch_order, rank_batch
+from lenet_dist.errors import DivergedError
 from lenet_dist.faults import crash_point
 from lenet_dist.records import CheckpointMeta, EpochRecord, RunSummary
 from lenet_dist.tracking.console import ProgressReporter
@@ -22,28 +24,9 @@ from lenet_dist.training.checkpointing import Checkpointer, Restored
 from lenet_dist.training.data import TrainingData
 from lenet_dist.training.distributed import Processes, close_distributed
 from lenet_dist.training.evaluation import EvalResult, evaluate
+from lenet_dist.training.metrics import LossWindow, eval_line
 from lenet_dist.training.stopping import StopRequest, TrainingStopped
 from lenet_dist.training.summary import finish, run_summary
-
-
-class LossWindow:
-    """Per-step losses summed on the device: read (a host sync) only when flushed."""
-
-    def __init__(self, device: torch.device):
-        self.loss = torch.zeros((), device=device)
-        self.reset()
-
-    def add(self, loss: torch.Tensor) -> None:
-        self.loss += loss
-        self.steps += 1
-
-    def reset(self) -> None:
-        self.loss.zero_()
-        self.steps = 0
-        self.t0 = time.perf_counter()
-
-    def seconds(self) -> float:
-        return time.perf_counter() - self.t0
 
 
 class TrainLoop:
@@ -65,11 +48,11 @@ class TrainLoop:
             while self.progress.epoch < self.cfg.train.epochs:
                 self._run_epoch(self.progress.epoch, stop)
                 final = self._end_epoch()
-            summary = finish(self, final or self._evaluate())  # evaluate here only if resumed at the very end
+            summary = finish(self, final or self._evaluate_resumed_end())
             all_ranks_here = True
             return summary
-        except TrainingStopped:
-            all_ranks_here = True  # every rank agreed to stop and saved together
+        except (TrainingStopped, DivergedError):
+            all_ranks_here = True  # every rank saw the same signal or the same reduced loss
             raise
         finally:
             stop.restore()
@@ -132,11 +115,22 @@ class TrainLoop:
                           "images_per_second": steps * self.cfg.train.batch_size / seconds}, self.progress.global_step)
 
     def _flush(self, window: LossWindow) -> float:
-        """Sum of the window's per-step losses (mean over ranks), added to the epoch's; a sync."""
+        """Sum of the window's per-step losses (mean over ranks), added to the epoch's; a sync.
+        Flushed before every checkpoint, so a diverged model is never saved."""
         total = float(self.procs.reduce_mean(window.loss))
+        self._check_finite(total, "training loss")
         self.progress.epoch_loss_sum += total
         window.reset()
         return total
+
+    def _check_finite(self, value: float, what: str) -> None:
+        if math.isfinite(value):
+            return
+        step = self.progress.global_step
+        if self.procs.is_main:
+            run_summary(self, None, status="diverged").write(self.run_dir)
+        raise DivergedError(f"training diverged at step {step}: the {what} is {value}; no model was saved from "
+                            f"this run. Lower optim.lr (now {self.cfg.optim.lr:g}) or check the data and config")
 
     def _add_train_time(self) -> None:
         self.progress.train_seconds += time.perf_counter() - self._clock
@@ -146,6 +140,7 @@ class TrainLoop:
         p = self.progress
         train_seconds = p.train_seconds - sum(h.train_seconds for h in self.history)
         result = self._evaluate()
+        self._check_finite(result.loss, "held-out loss")
         record = EpochRecord(
             epoch=p.epoch + 1, train_loss=p.epoch_loss_sum / self.data.steps_per_epoch, test_loss=result.loss,
             test_accuracy=result.accuracy, train_seconds=train_seconds,
@@ -153,13 +148,20 @@ class TrainLoop:
             elapsed_seconds=p.elapsed_before + time.time() - PROCESS_START)
         self.history.append(record)
         p.epoch, p.step_in_epoch, p.epoch_loss_sum = p.epoch + 1, 0, 0.0
-        classes = list(self.data.spec.classes)
-        self.tracker.log({"kind": "eval", **record.model_dump(), "per_class_accuracy": result.per_class_accuracy,
-                          "confusion_matrix": result.confusion_matrix}, p.global_step, class_names=classes)
-        self.tracker.log_confusion(result.confusion_matrix, classes, p.global_step)
+        self.tracker.log(eval_line(record, result), p.global_step, class_names=list(self.data.spec.classes))
+        self.tracker.log_confusion(result.confusion_matrix, list(self.data.spec.classes), p.global_step)
         self.reporter.epoch_done(record)
         if self.checkpointer.due(p.global_step, end_of_epoch=True):
             self._save_training_state(result)
+        return result
+
+    def _evaluate_resumed_end(self) -> EvalResult:
+        """Resumed from the last step's checkpoint: no epoch ran here, so evaluate the model once and
+        log it as the last epoch's result, which this run's metrics.jsonl (and report) needs."""
+        result = self._evaluate()
+        if self.history:
+            self.tracker.log(eval_line(self.history[-1], result), self.progress.global_step,
+                             class_names=list(self.data.spec.classes))
         return result
 
     def _evaluate(self) -> EvalResult:

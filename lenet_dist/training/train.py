@@ -24,7 +24,7 @@ from lenet_dist.training.data import TrainingData, load_data
 from lenet_dist.training.distributed import Processes, start_processes
 from lenet_dist.training.loop import TrainLoop
 from lenet_dist.training.optim import build_optimizer, build_scheduler
-from lenet_dist.training.run_dir import prepare_run_dir
+from lenet_dist.training.run_dir import claimed_run_dir
 from lenet_dist.training.summary import run_config
 
 log = logging.getLogger("lenet_dist.train")
@@ -34,26 +34,25 @@ def train(cfg: Config, resume: str | None = None) -> RunSummary:
     """Run the training job; return the summary (also written to <run_dir>/summary.json)."""
     procs = start_processes(cfg.train.mixed_precision, cfg.train.grad_accum_steps, cfg.train.batch_size)
     data = load_data(cfg, procs)
-    run_dir = prepare_run_dir(cfg, procs, resume)
+    with claimed_run_dir(cfg, procs, resume) as run_dir:
+        torch.manual_seed(cfg.train.seed)
+        model = LeNet5(1, len(data.spec.classes)).to(procs.device, memory_format=memory_format(cfg))
+        optimizer = build_optimizer(cfg, model)
+        scheduler = build_scheduler(cfg, optimizer, data.total_steps)
+        start = restore(run_dir, resume, model, optimizer, scheduler, procs, data)
+        if procs.is_main:  # only once a resume has loaded: a failed one changes nothing
+            write_text_atomic(run_dir / "config.yaml", cfg.to_yaml())
+        model, optimizer = procs.acc.prepare(model, optimizer)
 
-    torch.manual_seed(cfg.train.seed)
-    model = LeNet5(1, len(data.spec.classes)).to(procs.device, memory_format=memory_format(cfg))
-    optimizer = build_optimizer(cfg, model)
-    scheduler = build_scheduler(cfg, optimizer, data.total_steps)
-    start = restore(run_dir, resume, model, optimizer, scheduler, procs, data)
-    if procs.is_main:  # only once a resume has loaded: a failed one changes nothing
-        write_text_atomic(run_dir / "config.yaml", cfg.to_yaml())
-    model, optimizer = procs.acc.prepare(model, optimizer)
-
-    checkpointer = Checkpointer(run_dir, cfg.checkpoint, procs.is_main,
-                                last_saved_step=start.progress.global_step if start.checkpoint else None)
-    tracker = Tracker(run_dir if procs.is_main else None, cfg.tracking, run_name=run_dir.name,
-                      config=run_config(cfg, procs), run_id=start.tracking_run_id)
-    if procs.is_main:
-        log.info("run %s: %s, %d process(es) on %s, precision %s, W&B %s", run_dir, data.spec.name, procs.world,
-                 procs.device.type, procs.acc.mixed_precision, tracker.mode)
-    loop = TrainLoop(cfg, procs, data, run_dir, model, optimizer, scheduler, checkpointer, tracker, start)
-    return loop.run()
+        checkpointer = Checkpointer(run_dir, cfg.checkpoint, procs.is_main,
+                                    last_saved_step=start.progress.global_step if start.checkpoint else None)
+        tracker = Tracker(run_dir if procs.is_main else None, cfg.tracking, run_name=run_dir.name,
+                          config=run_config(cfg, procs), run_id=start.tracking_run_id)
+        if procs.is_main:
+            log.info("run %s: %s, %d process(es) on %s, precision %s, W&B %s", run_dir, data.spec.name, procs.world,
+                     procs.device.type, procs.acc.mixed_precision, tracker.mode)
+        loop = TrainLoop(cfg, procs, data, run_dir, model, optimizer, scheduler, checkpointer, tracker, start)
+        return loop.run()
 
 
 def memory_format(cfg: Config) -> torch.memory_format:

@@ -17,7 +17,7 @@ from lenet_dist.checkpoint import STATE_FILE, list_training_checkpoints, read_me
 from lenet_dist.errors import EXIT_RESUMABLE
 from lenet_dist.fileio import sha256_of
 
-from ..conftest import cli_env, launch, one_error_line, read_summary, run_cli
+from ..conftest import cli_env, launch, one_error_line, read_summary, run_cli, wait_until_step
 
 pytestmark = pytest.mark.slow  # real launches: subprocesses, multi-process, the SLURM cluster
 
@@ -102,7 +102,7 @@ def test_signal_mid_epoch_checkpoints_and_exits_resumable(sig, mnist_dir: Path, 
            "--run-name", "sig", "--set", "tracking.mode=disabled", "--epochs", "3", "--set", "train.log_every_steps=5"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for("sig/metrics.jsonl", tmp_path)
-    _wait_until_step(tmp_path / "sig" / "metrics.jsonl", 20)
+    wait_until_step(tmp_path / "sig" / "metrics.jsonl", 20)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == EXIT_RESUMABLE, err
@@ -112,16 +112,6 @@ def test_signal_mid_epoch_checkpoints_and_exits_resumable(sig, mnist_dir: Path, 
     [ckpt] = list_training_checkpoints(tmp_path / "sig")
     _, meta = read_meta(ckpt)
     assert meta.global_step == s["global_step"] and 0 < meta.step_in_epoch < meta.steps_per_epoch
-
-
-def _wait_until_step(metrics: Path, step: int, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        lines = metrics.read_text().splitlines() if metrics.exists() else []
-        if lines and json.loads(lines[-1])["step"] >= step:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"training never reached step {step}")
 
 
 def test_two_process_sigterm_stop_and_resume_matches_uninterrupted(mnist_dir: Path, tmp_path: Path):
@@ -135,7 +125,7 @@ def test_two_process_sigterm_stop_and_resume_matches_uninterrupted(mnist_dir: Pa
            "--main_process_port", str(free_port()), "-m", "lenet_dist", *map(str, common), "--run-name", "sig"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
-    _wait_until_step(tmp_path / "sig" / "metrics.jsonl", 30)
+    wait_until_step(tmp_path / "sig" / "metrics.jsonl", 30)
     os.killpg(proc.pid, signal.SIGTERM)  # as SLURM/a terminal would: the whole process group
     _, err = proc.communicate(timeout=120)
     assert err.count("resume with --resume auto") == 2, err[-3000:]  # both ranks stopped cleanly

@@ -115,6 +115,33 @@ def test_preempted_job_checkpoints_requeues_itself_and_resumes(cluster, mnist_di
                                                           capture_output=True, text=True).stdout, 60, "COMPLETED")
 
 
+def _job_state(cluster, job: str) -> str:
+    return subprocess.run(["scontrol", "show", "job", job], env=cluster, capture_output=True, text=True).stdout
+
+
+def test_scancel_ends_the_job_checkpointed_and_resubmitting_the_run_name_resumes(cluster, mnist_dir: Path,
+                                                                                 tmp_path: Path):
+    args = ["--data-dir", mnist_dir, "--output-dir", tmp_path, "--set", "data.train_subset=20000", "--epochs", "2",
+            "--tracking", "disabled", "--set", "train.log_every_steps=5", "--run-name", "mine"]
+    job = sbatch(cluster, "--job-name=t-cancel", "slurm/train.sh", *args, wait=False).stdout.strip()
+    run = tmp_path / "mine"  # the user's name wins over the job's
+    _wait(lambda: _last_step(run / "metrics.jsonl") >= 40, 180, "40 training steps")
+    subprocess.run(["scancel", job], env=cluster, check=True)  # a person cancelling: plain SIGTERM
+    _wait(lambda: "JobState=CANCELLED" in _job_state(cluster, job), 60, "CANCELLED")
+    _wait(lambda: "not requeueing (stopped by SIGTERM)" in log_of("t-cancel", job), 40, "the script's last line")
+    time.sleep(3)
+    state = _job_state(cluster, job)
+    assert "JobState=CANCELLED" in state and "Restarts=0" in state, state
+    s = read_summary(run)
+    assert s["status"] == "stopped" and s["stop_signal"] == "SIGTERM" and s["global_step"] >= 40
+    assert "--run-name mine" in log_of("t-cancel", job), "the log says how to continue"
+    again = sbatch(cluster, "--job-name=t-cancel", "slurm/train.sh", *args)  # the same line, resubmitted
+    assert again.returncode == 0, log_of("t-cancel", again.stdout.strip())
+    final = read_summary(run)
+    assert final["status"] == "completed" and final["resumed"] and final["global_step"] == 2 * (20000 // 128)
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"], "one run, continued, not a new one"
+
+
 def test_user_error_fails_fast_with_one_line_and_is_not_requeued(cluster, tmp_path: Path):
     done = sbatch(cluster, "--job-name=t-usererr", "slurm/train.sh", "--config", tmp_path / "nope.yaml")
     job = done.stdout.strip()

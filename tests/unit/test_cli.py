@@ -39,7 +39,7 @@ def test_a_missing_checkpoint_is_exit_4_with_one_line(tmp_path: Path):
 
 
 def test_a_user_error_in_any_command_is_one_line_without_traceback(tmp_path: Path):
-    for args, code in [(["runs", "compare", tmp_path], 1), (["report", tmp_path], 1),
+    for args, code in [(["runs", "compare", tmp_path], 2), (["report", tmp_path], 2),
                        (["train", "--set", "optim.lr=-1"], 2), (["evaluate", tmp_path / "x"], 4)]:
         result = invoke(*args, cwd=tmp_path)
         assert result.exit_code == code, (args, result.output)

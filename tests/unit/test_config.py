@@ -71,3 +71,18 @@ def test_help_is_fast_because_torch_is_not_imported():
 
     code = "import sys; from lenet_dist.cli import app; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(("override", "named"), [
+    ("output_dir=", "'output_dir': Value error, must not be empty"),
+    ("data.data_dir=''", "'data.data_dir': Value error, must not be empty"),
+    ("train.seed=99999999999999999999999", "'train.seed'"),
+    ("checkpoint.stop_signals=[SIGKILL]", "'checkpoint.stop_signals.0'"),
+])
+def test_values_that_would_fail_later_are_refused_up_front(override, named):
+    with pytest.raises(ConfigError, match=named):
+        load_config(None, [override])
+
+
+def test_sighup_checkpoints_by_default():
+    assert "SIGHUP" in Config().checkpoint.stop_signals
