@@ -41,6 +41,9 @@ class AugmentConfig(_Section):
     degrees: float = Field(5.0, ge=0, le=180, description="max rotation, degrees")
     translate: float = Field(0.06, ge=0, le=0.5, description="max shift, fraction of the image size")
     scale: float = Field(0.06, ge=0, lt=1, description="max relative zoom in or out")
+    stroke: float = Field(0.5, ge=0, le=1, description="max blend towards thicker or thinner strokes (3x3 "
+                          "max/min filter): pens and photos differ from MNIST's")
+    contrast: float = Field(0.4, ge=0, lt=1, description="max change of the ink's gamma: faint pencil, heavy ink")
 
 
 class OptimConfig(_Section):

@@ -60,15 +60,19 @@ def data_import(
 class Style(str, Enum):
     user = "user"
     mnist = "mnist"
+    paper = "paper"
+    number = "number"
 
 
 @data_app.command("samples")
 def data_samples(
     out_dir: Annotated[Path, typer.Argument(help="folder to write the images and labels.csv into")],
-    n: Annotated[int, typer.Option(min=1, max=10000, help="how many test digits")] = 100,
-    style: Annotated[Style, typer.Option(help="user: photo-like, dark on light; mnist: as in the dataset")] = (
-        Style.user),
+    n: Annotated[int, typer.Option(min=1, max=10000, help="how many images")] = 100,
+    style: Annotated[Style, typer.Option(help="user: photo-like, dark on light; mnist: as in the dataset; "
+                                         "paper: phone photos of notebook paper; number: rows of 3-6 digits "
+                                         "on paper")] = Style.user,
     seed: Annotated[int, typer.Option()] = 0,
+    offset: Annotated[int, typer.Option(min=0, max=9999, help="first test digit to use")] = 0,
     dataset: DatasetOpt = Dataset.mnist,
     data_dir: DataDirOpt = Path("data"),
 ) -> None:
@@ -77,5 +81,5 @@ def data_samples(
     from lenet_dist.data.samples import write_samples
 
     spec = ensure_dataset(dataset.value, data_dir)
-    labels = write_samples(spec, data_dir, out_dir, n, style.value, seed)
+    labels = write_samples(spec, data_dir, out_dir, n, style.value, seed, offset=offset)
     typer.echo(f"wrote {n} {style.value}-style images and {labels}")

@@ -27,6 +27,8 @@ def predict(
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="look into subdirectories")] = False,
     no_preprocess: Annotated[bool, typer.Option("--no-preprocess", help="inputs are already MNIST-like "
                                                 "(light digit on black, 28x28): skip inversion/crop/centring")] = False,
+    number: Annotated[bool, typer.Option("--number", help="each image is a row of separate digits (a postcode, "
+                                         "a year): read them left to right")] = False,
     save_preprocessed: Annotated[Path | None, typer.Option(help="write the 28x28 images the model saw here")] = None,
     device: DeviceOpt = "auto",
     output: Annotated[OutputFormat, typer.Option("--format", help="table | json | csv")] = OutputFormat.table,
@@ -39,19 +41,24 @@ def predict(
     fmt = "json" if as_json else "csv" if as_csv else output.value
     if save_preprocessed is not None and save_preprocessed.exists() and not save_preprocessed.is_dir():
         raise ConfigError(f"--save-preprocessed {save_preprocessed} is a file; give a folder (created if missing)")
+    if number and no_preprocess:
+        raise ConfigError("--number finds the digits in the photo; it cannot be used with --no-preprocess")
     files, missing = collect_inputs(inputs, recursive)
-    wait_for_images = start_loading(files, no_preprocess)  # workers decode while torch is imported
+    mode = "number" if number else "mnist" if no_preprocess else "digit"
+    wait_for_images = start_loading(files, mode)  # workers decode while torch is imported
 
     from lenet_dist.device import pick_device
     from lenet_dist.inference import output as out
-    from lenet_dist.inference.predict import Prediction, default_checkpoint, predict_files
+    from lenet_dist.inference.predict import NumberPrediction, Prediction, default_checkpoint, predict_files
 
     dev = pick_device(device)
     if checkpoint is None:
         checkpoint = default_checkpoint()
     typer.echo(f"lenet-dist: using checkpoint {checkpoint}", err=True)
-    rows = [Prediction(item, error=why) for item, why in missing]
-    rows += predict_files(files, wait_for_images(), checkpoint, device=dev, save_preprocessed=save_preprocessed)
+    row_type = NumberPrediction if number else Prediction
+    rows = [row_type(item, error=why) for item, why in missing]
+    rows += predict_files(files, wait_for_images(), checkpoint, device=dev, save_preprocessed=save_preprocessed,
+                          number=number)
     for r in rows:
         if r.error:
             typer.echo(f"lenet-dist: {r.file}: {r.error}", err=True)

@@ -37,4 +37,21 @@ def random_affine(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
         1,
     )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if cfg.stroke or cfg.contrast:  # drawn after the affine's numbers, so those stay what they were
+        x = _stroke_and_contrast(x, cfg, generator, rank, world)
+    return x
+
+
+def _stroke_and_contrast(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator, rank: int,
+                         world: int) -> torch.Tensor:
+    """Thicker or thinner strokes (a blend towards a 3x3 max or min filter) and a gamma on the ink."""
+    n = x.shape[0]
+    u = torch.rand(n * world, 2, generator=generator, device=x.device, dtype=x.dtype)[rank * n:(rank + 1) * n]
+    u = (u * 2 - 1).view(n, 2, 1, 1)
+    amount = u[:, 0:1] * cfg.stroke
+    thick = F.max_pool2d(x, 3, stride=1, padding=1)
+    thin = -F.max_pool2d(-x, 3, stride=1, padding=1)
+    x = torch.where(amount > 0, x + amount * (thick - x), x - amount * (thin - x))
+    gamma = torch.exp(u[:, 1:2] * math.log1p(cfg.contrast))
+    return x.clamp(0, 1).pow(gamma)

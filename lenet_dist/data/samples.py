@@ -12,6 +12,8 @@ from PIL import Image
 
 from lenet_dist.data.tensors import read_idx
 from lenet_dist.data.datasets import DatasetSpec
+from lenet_dist.errors import ConfigError
+from lenet_dist.data.paper import digit_photo, number_photo
 
 
 def _user_like(digit: np.ndarray, rng: np.random.Generator, png_only: bool) -> tuple[Image.Image, str]:
@@ -35,25 +37,43 @@ def _user_like(digit: np.ndarray, rng: np.random.Generator, png_only: bool) -> t
     return Image.fromarray(rgb, "RGB"), "jpg" if rng.random() < 0.5 and not png_only else "png"
 
 
-def write_samples(spec: DatasetSpec, data_dir: Path, out_dir: Path, n: int, style: str, seed: int = 0,
-                  offset: int = 0, png_only: bool = False) -> Path:
-    """Write n images from test digits [offset, offset+n) and labels.csv (file, label); return the csv."""
+def _groups(spec: DatasetSpec, data_dir: Path, n: int, style: str, offset: int,
+            rng: np.random.Generator) -> list[tuple[np.ndarray, str]]:
+    """(image or row of images, label) for n samples from the test digits starting at `offset`;
+    a `number` sample is a row of 3-6 consecutive digits, labelled with their string."""
     images_file, labels_file = spec.files["test"]
     raw = spec.raw_dir(data_dir)
-    images = read_idx(raw / images_file.name, 3)[offset:offset + n]
-    labels = read_idx(raw / labels_file.name, 1)[offset:offset + n]
+    lengths = rng.integers(3, 7, n) if style == "number" else np.ones(n, int)
+    starts = np.cumsum([0, *lengths])
+    if offset + starts[-1] > len(read_idx(raw / labels_file.name, 1)):
+        raise ConfigError(f"not enough test digits for {n} {style} samples from digit {offset}; ask for fewer")
+    images = read_idx(raw / images_file.name, 3)[offset:offset + int(starts[-1])]
+    labels = read_idx(raw / labels_file.name, 1)[offset:offset + int(starts[-1])]
+    groups = [(images[a:b], "".join(spec.classes[int(v)] for v in labels[a:b]))
+              for a, b in zip(starts[:-1], starts[1:], strict=True)]
+    return groups if style == "number" else [(g[0], label) for g, label in groups]
+
+
+def write_samples(spec: DatasetSpec, data_dir: Path, out_dir: Path, n: int, style: str, seed: int = 0,
+                  offset: int = 0, png_only: bool = False) -> Path:
+    """Write n images from test digits starting at `offset` and labels.csv (file, label); return the csv."""
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    for i, (digit, label) in enumerate(zip(images, labels, strict=True)):
+    for i, (digit, label) in enumerate(_groups(spec, data_dir, n, style, offset, rng)):
         if style == "mnist":
             img, ext = Image.fromarray(digit), "png"
-        else:
+        elif style == "user":
             img, ext = _user_like(digit, rng, png_only)
+        else:
+            photo = digit_photo(digit, rng) if style == "paper" else number_photo(list(digit), rng)
+            img, ext = photo, "png" if png_only or rng.random() < 0.2 else "jpg"
         name = f"{offset + i:05d}.{ext}"
-        img.save(out_dir / name, quality=int(rng.integers(80, 96))) if ext == "jpg" else img.save(out_dir / name)
-        rows.append((name, spec.classes[int(label)]))
+        low_quality = style in ("paper", "number")
+        quality = int(rng.integers(35, 96) if low_quality else rng.integers(80, 96))
+        img.save(out_dir / name, quality=quality) if ext == "jpg" else img.save(out_dir / name)
+        rows.append((name, label))
     with open(out_dir / "labels.csv", "w", newline="") as fh:
         csv.writer(fh).writerows([("file", "label"), *rows])
     return out_dir / "labels.csv"

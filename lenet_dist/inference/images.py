@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet_dist.inference.preprocess import PreprocessError, load_image
+from lenet_dist.inference.preprocess import PreprocessError, load_image, read_gray, to_digits
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"}
-Loaded = tuple[np.ndarray | None, str | None]  # the 28x28 image, or why there is none
+Loaded = tuple[np.ndarray | None, str | None]  # the 28x28 image (k of them for a number), or why there is none
 
 
 def collect_inputs(inputs: list[str], recursive: bool) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -44,20 +44,23 @@ def collect_inputs(inputs: list[str], recursive: bool) -> tuple[list[Path], list
     return files, errors
 
 
-def _load_one(job: tuple[Path, bool]) -> Loaded:
-    path, mnist_like = job
+def _load_one(job: tuple[Path, str]) -> Loaded:
+    path, mode = job
     try:
-        return load_image(path, mnist_like), None
+        if mode == "number":
+            return np.stack(to_digits(read_gray(path))), None
+        return load_image(path, mnist_like=mode == "mnist"), None
     except PreprocessError as exc:
         return None, str(exc)
     except Exception as exc:  # noqa: BLE001 - one odd file must never stop the batch
         return None, f"could not process the image ({type(exc).__name__}: {exc})"
 
 
-def start_loading(files: list[Path], mnist_like: bool) -> Callable[[], list[Loaded]]:
-    """Start decoding and preprocessing (decoding dominates, and it is per file) on every core;
-    return a function that waits for the results, in the order of `files`."""
-    jobs = [(f, mnist_like) for f in files]
+def start_loading(files: list[Path], mode: str = "digit") -> Callable[[], list[Loaded]]:
+    """Start decoding and preprocessing (per file) on every core; return a function that waits for
+    the results, in the order of `files`. mode: digit (a photo of one digit), mnist (already in
+    MNIST form: no preprocessing), number (a row of digits: [k, 28, 28])."""
+    jobs = [(f, mode) for f in files]
     workers = min(len(os.sched_getaffinity(0)), 8)
     if workers < 2 or len(files) < 64:
         return lambda: [_load_one(j) for j in jobs]

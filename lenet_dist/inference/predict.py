@@ -13,6 +13,17 @@ from lenet_dist.checkpoint import best_checkpoint, load_model
 from lenet_dist.errors import CheckpointError
 from lenet_dist.records import RecordError, RunSummary
 
+UNCERTAIN_BELOW = 0.6  # top-1 probability under this, or
+UNCERTAIN_MARGIN = 0.25  # top-1 within this of top-2: a person should look
+
+
+@dataclass
+class DigitRead:
+    label: str
+    confidence: float
+    top3: list[tuple[str, float]]
+    uncertain: bool
+
 
 @dataclass
 class Prediction:
@@ -20,6 +31,20 @@ class Prediction:
     label: str | None = None
     confidence: float | None = None
     top3: list[tuple[str, float]] = field(default_factory=list)
+    uncertain: bool | None = None
+    error: str | None = None
+
+
+@dataclass
+class NumberPrediction:
+    """A row of digits read left to right: `number` is their labels joined; `confidence` the
+    weakest digit's; `uncertain` when any digit is."""
+
+    file: str
+    number: str | None = None
+    confidence: float | None = None
+    uncertain: bool | None = None
+    digits: list[DigitRead] = field(default_factory=list)
     error: str | None = None
 
 
@@ -42,34 +67,46 @@ def default_checkpoint(runs_dir: Path = Path("runs")) -> Path:
     raise CheckpointError(f"no trained model found under {runs_dir}/; train one or pass --checkpoint PATH")
 
 
-def predict_files(files: list[Path], loaded: list[tuple[np.ndarray | None, str | None]], checkpoint: Path, *,
-                  device: torch.device | str = "cpu", batch_size: int = 1024,
-                  save_preprocessed: Path | None = None) -> list[Prediction]:
-    """One row per file; `loaded` holds each file's preprocessed image or its error (images.start_loading)."""
-    model, meta = load_model(checkpoint)
-    dev = torch.device(device)
-    model = model.to(dev)
-    classes = meta.classes
-    rows: list[Prediction] = []
-    ready: list[tuple[Prediction, np.ndarray]] = []
-    for i, (f, (image, error)) in enumerate(zip(files, loaded, strict=True)):
-        row = Prediction(str(f), error=error)
-        rows.append(row)
-        if image is None:
-            continue
-        ready.append((row, image))
-        if save_preprocessed is not None:
-            _save_png(image, Path(save_preprocessed) / f"{i:05d}-{f.stem}.png")
-    for start in range(0, len(ready), batch_size):
-        chunk = ready[start:start + batch_size]
-        x = torch.from_numpy(np.stack([a for _, a in chunk]))[:, None].to(dev)
+def _read(model: torch.nn.Module, meta, images: list[np.ndarray], dev: torch.device,
+          batch_size: int) -> list[DigitRead]:
+    """One batched forward pass per batch_size images."""
+    out: list[DigitRead] = []
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.stack(images[start:start + batch_size]))[:, None].to(dev)
         with torch.inference_mode():
             probs = torch.softmax(model(meta.normalization.apply(x)).float(), dim=1).cpu()
         top_p, top_i = probs.topk(3, dim=1)
-        for (row, _), ps, idx in zip(chunk, top_p.tolist(), top_i.tolist(), strict=True):
-            row.label, row.confidence = classes[idx[0]], ps[0]
-            row.top3 = [(classes[j], p) for j, p in zip(idx, ps, strict=True)]
-    return rows
+        for ps, idx in zip(top_p.tolist(), top_i.tolist(), strict=True):
+            top3 = [(meta.classes[j], p) for j, p in zip(idx, ps, strict=True)]
+            out.append(DigitRead(top3[0][0], ps[0], top3, ps[0] < UNCERTAIN_BELOW or ps[0] - ps[1] < UNCERTAIN_MARGIN))
+    return out
+
+
+def predict_files(files: list[Path], loaded: list[tuple[np.ndarray | None, str | None]], checkpoint: Path, *,
+                  device: torch.device | str = "cpu", batch_size: int = 1024, save_preprocessed: Path | None = None,
+                  number: bool = False) -> list[Prediction] | list[NumberPrediction]:
+    """One row per file; `loaded` holds each file's preprocessed image ([k, 28, 28] for a number) or
+    its error (images.start_loading)."""
+    model, meta = load_model(checkpoint)
+    dev = torch.device(device)
+    model = model.to(dev)
+    images, owners = [], []
+    for i, (f, (image, _)) in enumerate(zip(files, loaded, strict=True)):
+        for k, digit in enumerate(image.reshape(-1, 28, 28) if image is not None else []):
+            images.append(digit)
+            owners.append(i)
+            if save_preprocessed is not None:
+                _save_png(digit, Path(save_preprocessed) / f"{i:05d}-{f.stem}{f'-{k}' if number else ''}.png")
+    reads = _read(model, meta, images, dev, batch_size)
+    per_file: list[list[DigitRead]] = [[] for _ in files]
+    for owner, read in zip(owners, reads, strict=True):
+        per_file[owner].append(read)
+    if not number:
+        return [Prediction(str(f), r[0].label, r[0].confidence, r[0].top3, r[0].uncertain) if r else
+                Prediction(str(f), error=err) for f, r, (_, err) in zip(files, per_file, loaded, strict=True)]
+    return [NumberPrediction(str(f), "".join(d.label for d in r), min(d.confidence for d in r),
+                             any(d.uncertain for d in r), r) if r else
+            NumberPrediction(str(f), error=err) for f, r, (_, err) in zip(files, per_file, loaded, strict=True)]
 
 
 def _save_png(a: np.ndarray, path: Path) -> None:

@@ -1,18 +1,20 @@
 """Make a user's image look like an MNIST digit before the model sees it.
 
 MNIST digits are light ink on black, size-normalised into a 20x20 box keeping the aspect ratio,
-anti-aliased, and centred by centre of mass in 28x28. A photo or scan of handwriting is dark ink
-on light paper, any size, off-centre, RGB(A), JPEG, maybe rotated by EXIF. The steps, in order:
+anti-aliased, and centred by centre of mass in 28x28. A photo of handwriting is dark ink on light
+paper, any size, off-centre, RGB(A), JPEG, maybe rotated by EXIF, often on ruled paper in uneven
+light. The steps, in order:
 
- 1. open safely (truncated files and decompression bombs are refused) and apply EXIF orientation
+ 1. open safely (truncated files, decompression bombs, pipes are refused), EXIF orientation
  2. composite any transparency onto white paper
  3. convert to 8-bit grayscale (16-bit images are scaled, not clipped; CMYK and palette converted)
- 4. invert when the background (the border's median) is light, so ink is bright as in MNIST
- 5. stretch contrast between background and ink, and find the ink: pixels above half of that
-    range; the box between the 1st and 99th percentile of ink coordinates, so specks of noise
-    do not stretch it; no ink at all is an error
- 6. resize the crop into 20x20 keeping its aspect ratio (anti-aliased)
- 7. place it in 28x28 so that its centre of mass is at the centre
+ 4. an image already in MNIST form (28x28, light on dark) is used as it is
+ 5. the ink, separated from the paper (ink.py): illumination divided out, ruled/grid lines
+    removed with the page turned upright, Otsu threshold, connected components
+ 6. the digit: the largest component and the pieces next to it (a 5's bar, a broken 4), specks
+    and lines left out; for --number every column of components is a digit, left to right
+ 7. its ink strength, cropped, resized into 20x20 keeping its aspect ratio (anti-aliased)
+ 8. placed in 28x28 so that its centre of mass is at the centre
 With `mnist_like=True` only steps 1–3 run, plus a plain resize to 28x28 when needed.
 """
 
@@ -22,13 +24,14 @@ import stat
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lenet_dist.inference.ink import Ink, NoInk, find_ink
+from lenet_dist.inference.segment import Box, SegmentationError, digit_columns, main_digit
+
 MAX_PIXELS = 40_000_000  # larger images are refused: decompression-bomb guard
-INK_FRACTION = 0.5
-MIN_CONTRAST = 0.15  # ink must differ from the background by 15% of the full range
-MIN_INK_PIXELS = 4
 
 
 class PreprocessError(Exception):
@@ -80,27 +83,12 @@ def _centre_of_mass(a: np.ndarray) -> tuple[float, float]:
     return float((ys * a).sum() / total), float((xs * a).sum() / total)
 
 
-def to_mnist(gray: np.ndarray) -> np.ndarray:
-    """Steps 4–7 on a uint8 grayscale image: float32 28x28 in [0, 1], bright ink on black."""
-    g = gray.astype(np.float32) / 255.0
-    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
-    if np.median(border) > 0.5:
-        g = 1.0 - g
-    background = float(np.median(np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])))
-    peak = float(g.max())
-    if peak - background < MIN_CONTRAST:
-        raise PreprocessError("no ink found (blank or nearly uniform image)")
-    g = np.clip((g - background) / (peak - background), 0.0, 1.0)
-    ys, xs = np.nonzero(g > INK_FRACTION)
-    if len(ys) < MIN_INK_PIXELS:
-        raise PreprocessError("no ink found (blank or nearly uniform image)")
-    y0, y1 = np.percentile(ys, [1, 99]).round().astype(int)
-    x0, x1 = np.percentile(xs, [1, 99]).round().astype(int)
-    crop = g[y0:y1 + 1, x0:x1 + 1]
+def _centred(crop: np.ndarray) -> np.ndarray:
+    """Steps 7–8: an ink crop (float, bright ink) into MNIST's 20x20 box, centred by mass in 28x28."""
     h, w = crop.shape
     scale = 20.0 / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    digit = Image.fromarray((crop * 255).astype(np.uint8)).resize(size, Image.Resampling.LANCZOS)
+    digit = Image.fromarray((np.clip(crop, 0, 1) * 255).astype(np.uint8)).resize(size, Image.Resampling.LANCZOS)
     d = np.asarray(digit, dtype=np.float32) / 255.0
     canvas = np.zeros((28, 28), dtype=np.float32)
     cy, cx = _centre_of_mass(d) if d.sum() > 0 else (d.shape[0] / 2, d.shape[1] / 2)
@@ -110,11 +98,57 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     return canvas
 
 
+def _cut(ink: Ink, group: list[Box]) -> np.ndarray:
+    """The ink strength of these components only, stretched so the darkest strokes reach 1, in the
+    box of the pixels at least half that strong (as MNIST's 20x20 box holds the pen's strokes)."""
+    x0, y0 = min(b[1] for b in group), min(b[2] for b in group)
+    x1, y1 = max(b[1] + b[3] for b in group), max(b[2] + b[4] for b in group)
+    mine = np.isin(ink.labels[y0:y1, x0:x1], [b[0] for b in group]).astype(np.uint8)
+    mine = cv2.dilate(mine, np.ones((5, 5), np.uint8))  # keep the anti-aliased edge of each stroke
+    crop = ink.strength[y0:y1, x0:x1] * mine
+    crop = np.clip(crop / max(float(np.percentile(crop[mine > 0], 99)), 1e-3), 0, 1)
+    ys, xs = np.nonzero(crop >= 0.5)
+    if len(ys) < 4:
+        return crop
+    (y0, y1), (x0, x1) = np.percentile(ys, [1, 99]).round().astype(int), np.percentile(xs, [1, 99]).round().astype(int)
+    return crop[y0:y1 + 1, x0:x1 + 1]  # the 1st-99th percentile box: a stray pixel does not shrink the digit
+
+
+def _already_mnist(gray: np.ndarray) -> bool:
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    return gray.shape == (28, 28) and float(np.median(border)) < 128
+
+
+def to_mnist(gray: np.ndarray) -> np.ndarray:
+    """Steps 4–8 on a uint8 grayscale image: float32 28x28 in [0, 1], bright ink on black."""
+    if _already_mnist(gray):
+        return gray.astype(np.float32) / 255.0
+    try:
+        ink = find_ink(gray)
+    except NoInk as exc:
+        raise PreprocessError(str(exc)) from None
+    return _centred(_cut(ink, main_digit(ink)))
+
+
+def to_digits(gray: np.ndarray) -> list[np.ndarray]:
+    """A row of separate handwritten digits, left to right, each as to_mnist makes it."""
+    try:
+        ink = find_ink(gray)
+        groups = digit_columns(ink)
+    except (NoInk, SegmentationError) as exc:
+        raise PreprocessError(str(exc)) from None
+    return [_centred(_cut(ink, g)) for g in groups]
+
+
+def read_gray(path: Path) -> np.ndarray:
+    """Steps 1–3: an image file as uint8 grayscale, upright."""
+    img = _open(path)
+    return _grayscale(ImageOps.exif_transpose(img) or img)
+
+
 def load_image(path: Path, mnist_like: bool = False) -> np.ndarray:
     """An image file as float32 28x28 in [0, 1] (bright ink on black), ready to normalise."""
-    img = _open(path)
-    img = ImageOps.exif_transpose(img) or img
-    gray = _grayscale(img)
+    gray = read_gray(path)
     if mnist_like:
         if gray.shape != (28, 28):
             gray = np.asarray(Image.fromarray(gray).resize((28, 28), Image.Resampling.BILINEAR))

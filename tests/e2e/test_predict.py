@@ -192,3 +192,37 @@ def test_batch_prediction_job_writes_a_csv_per_folder(model_dir: Path, mnist_dir
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader((tmp_path / "out.csv").read_text().splitlines()))
     assert len(rows) == 20 and _accuracy(rows, truth) >= 0.9
+
+
+def test_notebook_paper_photos_are_read_and_blank_pages_get_an_error_row(model_dir: Path, mnist_dir: Path,
+                                                                       tmp_path: Path):
+    from lenet_dist.data.paper import empty_page
+
+    truth = _samples(mnist_dir, tmp_path / "paper", 200, "paper")
+    Image.new("RGB", (300, 200), (245, 240, 230)).save(tmp_path / "paper" / "blank.png")
+    empty_page(np.random.default_rng(0)).save(tmp_path / "paper" / "lines-only.jpg")
+    proc = run_cli("predict", tmp_path / "paper", "--checkpoint", model_dir, "--json", cwd=tmp_path)
+    assert proc.returncode == EXIT_PARTIAL
+    rows = {Path(r["file"]).name: r for r in json.loads(proc.stdout)}
+    for page in ("blank.png", "lines-only.jpg"):
+        assert rows[page]["label"] is None and "found" in rows[page]["error"], rows[page]
+        assert f"{page}: no" in proc.stderr
+    read = [rows[f] for f in truth]
+    assert _accuracy(read, truth) >= 0.95  # a 3-epoch model; jobs/predict_benchmark.py measures the default one
+    assert all(isinstance(r["uncertain"], bool) for r in read)
+    wrong = [r for r in read if r["label"] != truth[Path(r["file"]).name]]
+    assert sum(r["uncertain"] for r in wrong) >= len(wrong) / 3, "low-confidence answers are flagged"
+
+
+def test_number_reads_rows_of_digits_left_to_right(model_dir: Path, mnist_dir: Path, tmp_path: Path):
+    truth = _samples(mnist_dir, tmp_path / "rows", 12, "number")
+    proc = run_cli("predict", tmp_path / "rows", "--number", "--checkpoint", model_dir, "--json", cwd=tmp_path)
+    rows = json.loads(proc.stdout)
+    assert len(rows) == 12 and proc.returncode in (0, EXIT_PARTIAL), proc.stderr
+    right = [r for r in rows if r["number"] == truth[Path(r["file"]).name]]
+    assert len(right) >= 10, [(r["number"], truth[Path(r["file"]).name], r["error"]) for r in rows]
+    for r in right:
+        assert [d["label"] for d in r["digits"]] == list(r["number"])
+        assert r["confidence"] == min(d["confidence"] for d in r["digits"])
+    as_csv = run_cli("predict", tmp_path / "rows", "--number", "--checkpoint", model_dir, "--csv", cwd=tmp_path)
+    assert as_csv.stdout.splitlines()[0] == "file,number,confidence,digit_confidences,uncertain,error"

@@ -18,10 +18,14 @@ def _digits(mnist_dir: Path, n: int = 256) -> torch.Tensor:
 
 def test_augmented_digits_keep_their_range_ink_and_shape(mnist_dir: Path):
     x = _digits(mnist_dir)
-    y = random_affine(x, AugmentConfig(), batch_generator(CPU, 0, 0, 0))
+    y = random_affine(x, AugmentConfig(stroke=0, contrast=0), batch_generator(CPU, 0, 0, 0))
     assert y.shape == x.shape and float(y.min()) >= 0.0 and float(y.max()) <= 1.0
     ink_ratio = y.sum((1, 2, 3)) / x.sum((1, 2, 3))
     assert float(ink_ratio.min()) > 0.7 and float(ink_ratio.max()) < 1.4  # zoom ±10%: ink ±~21%, minus clipping
+    styled = random_affine(x, AugmentConfig(), batch_generator(CPU, 0, 0, 0))  # + stroke width and contrast
+    ink_ratio = styled.sum((1, 2, 3)) / x.sum((1, 2, 3))
+    assert float(styled.min()) >= 0.0 and float(styled.max()) <= 1.0
+    assert float(ink_ratio.min()) > 0.3 and float(ink_ratio.max()) < 2.5 and float(ink_ratio.std()) > 0.1
     similarity = torch.nn.functional.cosine_similarity(x.flatten(1), y.flatten(1))
     assert float(similarity.median()) > 0.5, "still the same digit, slightly moved"
     assert not torch.equal(x, y)
@@ -29,7 +33,8 @@ def test_augmented_digits_keep_their_range_ink_and_shape(mnist_dir: Path):
 
 def test_zero_strength_is_the_identity(mnist_dir: Path):
     x = _digits(mnist_dir, 32)
-    y = random_affine(x, AugmentConfig(degrees=0, translate=0, scale=0), batch_generator(CPU, 0, 0, 0))
+    y = random_affine(x, AugmentConfig(degrees=0, translate=0, scale=0, stroke=0, contrast=0),
+                      batch_generator(CPU, 0, 0, 0))
     assert torch.allclose(x, y, atol=1e-5)
 
 

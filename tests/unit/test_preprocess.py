@@ -72,3 +72,52 @@ def test_a_truncated_png_is_an_error(digits: np.ndarray, tmp_path: Path):
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(PreprocessError, match="truncated"):
         load_image(tmp_path / "cut.png")
+
+
+def test_an_mnist_form_image_is_used_as_it_is(digits: np.ndarray):
+    for digit in digits:
+        assert np.array_equal(to_mnist(digit), digit / np.float32(255)), "held-out predictions stay identical"
+
+
+def _photo_of(digit: np.ndarray, seed: int) -> np.ndarray:
+    from lenet_dist.data.paper import digit_photo
+
+    return np.asarray(digit_photo(digit, np.random.default_rng(seed)).convert("L"))
+
+
+def test_a_digit_between_ruled_lines_is_found_without_the_lines(digits: np.ndarray):
+    for i, digit in enumerate(digits):
+        out = to_mnist(_photo_of(digit, i))
+        assert _cosine(out, digit / 255.0) > 0.7, i  # a line left in, or a shrunken digit, scores far lower
+
+
+def test_blank_and_lines_only_pages_are_errors():
+    from lenet_dist.data.paper import empty_page
+
+    with pytest.raises(PreprocessError, match="no (ink|digit) found"):
+        to_mnist(np.full((120, 160), 230, dtype=np.uint8))
+    for seed in range(5):
+        with pytest.raises(PreprocessError, match="no (ink|digit) found"):
+            to_mnist(np.asarray(empty_page(np.random.default_rng(seed)).convert("L")))
+
+
+def test_a_row_of_digits_is_read_left_to_right(digits: np.ndarray):
+    from lenet_dist.data.paper import number_photo
+    from lenet_dist.inference.preprocess import to_digits
+
+    row = list(digits[:5])
+    found = to_digits(np.asarray(number_photo(row, np.random.default_rng(3)).convert("L")))
+    assert len(found) == 5
+    assert all(_cosine(f, d / 255.0) > 0.5 for f, d in zip(found, row, strict=True))
+
+
+def test_touching_digits_are_an_error_not_a_guess(digits: np.ndarray):
+    from lenet_dist.inference.preprocess import to_digits
+
+    glyphs = [np.asarray(Image.fromarray(d).resize((84, 84)), dtype=np.float32) for d in digits[:4]]
+    page = np.full((120, 260), 235.0, dtype=np.float32)
+    for k, g in enumerate(glyphs):  # 84-px boxes 30 px apart: the ink of neighbours runs together
+        box = page[18:102, 10 + 30 * k:94 + 30 * k]
+        box -= np.minimum(200 * g / 255, box)
+    with pytest.raises(PreprocessError, match="touch"):
+        to_digits(np.clip(page, 0, 255).astype(np.uint8))

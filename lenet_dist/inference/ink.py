@@ -1,0 +1,173 @@
+"""Separate ink from paper in a photo, before the digit is cut out (OpenCV, at a working scale of
+at most 256 px, so a phone photo costs about a millisecond):
+
+ 1. ink strength: light ink on a dark page is inverted; the page's illumination is estimated (a
+    max filter on a 64 px copy: the paper around the strokes, shadows and gradients included) and
+    divided out, so ink is how much darker than its own surroundings a pixel is
+ 2. a threshold: Otsu on that, never below MIN_INK
+ 3. ruled and grid lines: the tilt at which some row of ink crosses the whole image is found (the
+    page's lines, ±14°); the image is turned upright, rows and columns of ink that cross it edge to
+    edge are removed, and strokes that crossed a line are bridged over it
+ 4. the ink as connected components (8-connected, after closing 1-px gaps); line remnants and
+    specks are dropped
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+WORK_SIDE = 256  # the working image holds at most WORK_SIDE**2 pixels
+MIN_INK = 0.12  # ink is at least 12% darker than the paper around it
+LINE_FRACTION = 0.5  # a row of ink across half the width or more, touching both edges, is a line
+MAX_TILT = 14
+LINE_INK = 0.06  # a ruled line can be this faint: 6% darker than the paper
+
+cv2.setNumThreads(1)  # images are small and predict decodes in several processes already
+
+
+class NoInk(Exception):
+    pass
+
+
+@dataclass
+class Ink:
+    strength: np.ndarray  # float32 HxW in [0, 1]: 1 = as dark as ink gets, lines removed
+    labels: np.ndarray  # int32 HxW component labels (0: none)
+    boxes: list[tuple[int, int, int, int, int]]  # (label, x, y, w, h) of the kept components
+    areas: dict[int, int]
+
+
+def _resized(a: np.ndarray, side: int) -> np.ndarray:
+    """At most side x side pixels' worth, whatever the aspect: a long strip (a row of digits) keeps
+    the resolution a square photo of one digit has."""
+    scale = side / float(np.sqrt(a.shape[0] * a.shape[1]))
+    if scale >= 1:
+        return a
+    return cv2.resize(a, (max(1, round(a.shape[1] * scale)), max(1, round(a.shape[0] * scale))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def _ink_is_dark(small: np.ndarray) -> bool:
+    """Ink is the minority that stands out from its surroundings: darker (pen on paper) or lighter
+    (chalk on a board, a light digit on black). A border's brightness cannot tell: a shadow can
+    make white paper darker than mid-grey."""
+    dev = small - cv2.GaussianBlur(small, (0, 0), 0.15 * min(small.shape))
+    return -float(np.percentile(dev, 1)) >= float(np.percentile(dev, 99))
+
+
+def _strength(gray: np.ndarray) -> np.ndarray:
+    g = _resized(gray, WORK_SIDE).astype(np.float32) / 255.0
+    small = _resized(g, 64)
+    if not _ink_is_dark(small):
+        g, small = 1.0 - g, 1.0 - small
+    k = max(3, int(0.2 * min(small.shape)) | 1)
+    # a closing removes strokes narrower than k and keeps the edges of shadows where they are
+    paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
+    paper = cv2.GaussianBlur(paper, (0, 0), k / 4)
+    paper = cv2.resize(paper, (g.shape[1], g.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return np.clip(1.0 - g / np.maximum(paper, 1e-3), 0.0, 1.0)
+
+
+def _threshold(strength: np.ndarray) -> np.ndarray:
+    as_u8 = (strength * 255).astype(np.uint8)
+    otsu, _ = cv2.threshold(as_u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return (strength > max(otsu / 255.0, MIN_INK)).astype(np.uint8)
+
+
+def _rotate(a: np.ndarray, degrees: float, interpolation: int) -> np.ndarray:
+    h, w = a.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    return cv2.warpAffine(a, m, (w, h), flags=interpolation, borderValue=0)
+
+
+def _page_tilt(faint: np.ndarray) -> float | None:
+    """The tilt that makes the page's lines (ruled rows, or a margin or grid column) straight, if it
+    has any: the angle at which some row or column is darker than the paper almost edge to edge."""
+    small = (_resized(faint.astype(np.float32), 96) > 0.3).astype(np.uint8)
+
+    def longest(angle: float) -> float:
+        turned = _rotate(small, angle, cv2.INTER_NEAREST)
+        rows = cv2.reduce(turned, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).max() / small.shape[1]
+        cols = cv2.reduce(turned, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).max() / small.shape[0]
+        return max(rows, cols)
+
+    coarse = max(range(-MAX_TILT, MAX_TILT + 1, 2), key=longest)  # 2° steps, then 0.25° around the best
+    fine = max(np.arange(coarse - 1.75, coarse + 1.76, 0.25), key=longest)
+    return float(fine) if longest(fine) >= LINE_FRACTION else None
+
+
+def _line_rows(faint: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Rows darker than the paper along most of what the photo covers, from edge to edge. A stroke
+    is dark only where it is; a ruled line everywhere, even where it is faint."""
+    faint = cv2.dilate(faint, np.ones((3, 1), np.uint8))  # a thin line's pixels may fall in the next row
+    width = np.maximum(valid.sum(1), 1)
+    coverage = faint.sum(1) / width
+    rows = []
+    for y in np.flatnonzero(coverage >= LINE_FRACTION):
+        cols = np.flatnonzero(valid[y])
+        edge = max(2, len(cols) // 10)
+        if coverage[y] >= 0.75 or (faint[y, cols[:edge]].any() and faint[y, cols[-edge:]].any()):
+            rows.append(y)
+    return np.array(rows, dtype=int)
+
+
+def _remove_rows(strength: np.ndarray, faint: np.ndarray, rows: np.ndarray) -> None:
+    """Blank line rows (one pixel either side too), keeping what is much darker than the line (ink
+    written along it) and bridging strokes that cross it."""
+    h = strength.shape[0]
+    coverage = faint.sum(1) / faint.shape[1]
+    bands = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1) if len(rows) else []
+    for band in bands:
+        y0, y1 = band[0], band[-1]
+        while y0 > 0 and band[0] - y0 < 3 and coverage[y0 - 1] >= 0.25:  # the edges of a thick or tilted line
+            y0 -= 1
+        while y1 < h - 1 and y1 - band[-1] < 3 and coverage[y1 + 1] >= 0.25:
+            y1 += 1
+        y0, y1 = max(0, y0 - 1), min(h - 1, y1 + 1)
+        above, below = max(0, y0 - 1), min(h - 1, y1 + 1)
+        line = float(np.median(strength[band[0]:band[-1] + 1].max(0)))
+        dark = max(1.6 * line, line + 0.2)
+        keep = strength[y0:y1 + 1] > dark
+        crossing = (strength[above] > dark) & (strength[below] > dark)
+        fill = np.maximum(strength[above], strength[below]) * crossing
+        strength[y0:y1 + 1] = np.where(keep, strength[y0:y1 + 1], fill)
+
+
+def _remove_lines(strength: np.ndarray) -> np.ndarray:
+    faint = (strength >= LINE_INK).astype(np.uint8)
+    tilt = _page_tilt(faint)
+    if tilt is None:
+        return strength
+    strength, faint = _rotate(strength, tilt, cv2.INTER_LINEAR), _rotate(faint, tilt, cv2.INTER_NEAREST)
+    valid = _rotate(np.ones_like(faint), tilt, cv2.INTER_NEAREST)
+    _remove_rows(strength, faint, _line_rows(faint, valid))
+    strength_t, faint_t = np.ascontiguousarray(strength.T), np.ascontiguousarray(faint.T)
+    _remove_rows(strength_t, faint_t, _line_rows(faint_t, np.ascontiguousarray(valid.T)))  # grid, a margin
+    return np.ascontiguousarray(strength_t.T)
+
+
+def _edge_to_edge(box: tuple[int, int, int, int, int], w: int, h: int) -> bool:
+    """A thin remnant of a line (or a shadow's edge) that runs from one side of the image to the other."""
+    _, x, y, bw, bh = box
+    return (bw >= w - 2 and bh < 0.1 * h) or (bh >= h - 2 and bw < 0.1 * w)
+
+
+def find_ink(gray: np.ndarray) -> Ink:
+    """The ink of a uint8 grayscale photo, as components; NoInk when there is none."""
+    strength = _strength(gray)
+    if float(strength.max()) < MIN_INK:
+        raise NoInk("no ink found (blank or nearly uniform image)")
+    strength = _remove_lines(strength)
+    mask = cv2.morphologyEx(_threshold(strength), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    comps = [(i, *map(int, stats[i, :4])) for i in range(1, count)]
+    areas = {i: int(stats[i, cv2.CC_STAT_AREA]) for i in range(1, count)}
+    largest = max(areas.values(), default=0)
+    h, w = mask.shape
+    kept = [c for c in comps if areas[c[0]] >= max(4, 0.02 * largest) and not _edge_to_edge(c, w, h)]
+    if not kept:
+        raise NoInk("no digit found (blank page, or only ruled lines)")
+    return Ink(strength, labels, kept, areas)

@@ -1,0 +1,77 @@
+"""Which ink is the digit: for one digit, the largest component and the pieces that belong to it;
+for a row (--number), components grouped into digits left to right."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lenet_dist.inference.ink import Ink
+
+Box = tuple[int, int, int, int, int]  # component label, x, y, width, height
+
+
+class SegmentationError(Exception):
+    """The ink cannot be split into digits; the message is for the user."""
+
+
+def main_digit(ink: Ink) -> list[Box]:
+    """The largest component and the pieces that belong with it."""
+    main = max(ink.boxes, key=lambda b: ink.areas[b[0]])
+    reach = 0.3 * max(main[3], main[4])
+    x0, y0, x1, y1 = main[1] - reach, main[2] - reach, main[1] + main[3] + reach, main[2] + main[4] + reach
+    return [b for b in ink.boxes if b is main or (ink.areas[b[0]] >= 0.03 * ink.areas[main[0]]
+            and b[1] < x1 and b[1] + b[3] > x0 and b[2] < y1 and b[2] + b[4] > y0)]
+
+
+def _span(group: list[Box]) -> tuple[int, int, int, int]:
+    """x0, y0, x1, y1 of a group of components."""
+    return (min(b[1] for b in group), min(b[2] for b in group),
+            max(b[1] + b[3] for b in group), max(b[2] + b[4] for b in group))
+
+
+def _columns(ink: Ink) -> list[list[Box]]:
+    """Components grouped into digits left to right: pieces whose columns overlap are one digit,
+    and a small piece (a 5's bar, a 7's stroke) joins the digit it is closest to."""
+    groups: list[list[Box]] = []
+    tall = float(np.median([b[4] for b in ink.boxes]))
+    for b in sorted(ink.boxes, key=lambda b: b[1]):
+        if groups:
+            gx0, _, gx1, _ = _span(groups[-1])
+            overlap = min(gx1, b[1] + b[3]) - max(gx0, b[1])
+            cut = overlap > -4 and b[1] + b[3] - gx0 <= 0.9 * tall  # halves of a digit a removed line split
+            if overlap >= 0.3 * min(b[3], gx1 - gx0) or cut:
+                groups[-1].append(b)
+                continue
+        groups.append([b])
+    heights = [_span(g)[3] - _span(g)[1] for g in groups]
+    widths = [_span(g)[2] - _span(g)[0] for g in groups]
+    typical = float(np.median(heights))
+    typical_area = float(np.median([w * h for w, h in zip(widths, heights, strict=True)]))
+    merged: list[list[Box]] = []
+    for i, g in enumerate(groups):
+        # a digit is tall (however thin: a 1) or big (however flat: a wide 0); a 5's bar is neither
+        if heights[i] >= 0.6 * typical or widths[i] * heights[i] >= 0.35 * typical_area or len(groups) == 1:
+            merged.append(list(g))
+            continue
+        gx0, _, gx1, _ = _span(g)
+        gaps = [(gx0 - _span(groups[j])[2], j) for j in (i - 1,) if j >= 0]
+        gaps += [(_span(groups[j])[0] - gx1, j) for j in (i + 1,) if j < len(groups)]
+        gap, j = min(gaps)
+        if gap > 0.3 * typical:
+            continue  # a speck on its own
+        (merged[-1] if j < i and merged else groups[j]).extend(g)
+    return merged
+
+
+def digit_columns(ink: Ink) -> list[list[Box]]:
+    """The digits of a row, left to right; SegmentationError when digits run together (a guess
+    there would be a wrong number that looks right)."""
+    groups = _columns(ink)
+    typical_width = float(np.median([_span(g)[2] - _span(g)[0] for g in groups]))
+    for g in groups:
+        x0, y0, x1, y1 = _span(g)
+        w, h = x1 - x0, y1 - y0
+        if w > 1.3 * h and (w > 1.6 * typical_width or len(groups) == 1 and w > 1.4 * h):
+            raise SegmentationError(f"digits touch or overlap (a piece of ink {w}x{h} px, wider than any digit); "
+                                    "leave a gap between digits")
+    return groups
