@@ -89,3 +89,13 @@ def small_run(mnist_dir: Path, tmp_path_factory) -> Path:
                    "--set", "augment.enabled=false", *SMALL, cwd=out)
     assert proc.returncode == 0, proc.stderr
     return out / "small"
+
+
+@pytest.fixture(scope="session")
+def model_dir(mnist_dir: Path, tmp_path_factory) -> Path:
+    """The default recipe (augmentation, AdamW, one-cycle), 3 epochs instead of 15 to keep CI short."""
+    out = tmp_path_factory.mktemp("predict-runs")
+    proc = run_cli("train", "--data-dir", mnist_dir, "--output-dir", out, "--run-name", "m", "--epochs", "3",
+                   "--tracking", "disabled", cwd=out)
+    assert proc.returncode == 0, proc.stderr
+    return out / "m" / "model"

@@ -136,9 +136,16 @@ def _remove_rows(strength: np.ndarray, faint: np.ndarray, rows: np.ndarray) -> N
         strength[y0:y1 + 1] = np.where(keep, strength[y0:y1 + 1], fill)
 
 
+def _could_have_lines(faint: np.ndarray) -> bool:
+    """A page line reaches (nearly) two opposite edges; ink that touches neither pair has none."""
+    h, w = faint.shape
+    eh, ew = max(1, h // 10), max(1, w // 10)
+    return bool((faint[:, :ew].any() and faint[:, -ew:].any()) or (faint[:eh].any() and faint[-eh:].any()))
+
+
 def _remove_lines(strength: np.ndarray) -> np.ndarray:
     faint = (strength >= LINE_INK).astype(np.uint8)
-    tilt = _page_tilt(faint)
+    tilt = _page_tilt(faint) if _could_have_lines(faint) else None
     if tilt is None:
         return strength
     strength, faint = _rotate(strength, tilt, cv2.INTER_LINEAR), _rotate(faint, tilt, cv2.INTER_NEAREST)

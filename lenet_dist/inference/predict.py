@@ -67,7 +67,7 @@ def default_checkpoint(runs_dir: Path = Path("runs")) -> Path:
     raise CheckpointError(f"no trained model found under {runs_dir}/; train one or pass --checkpoint PATH")
 
 
-def _read(model: torch.nn.Module, meta, images: list[np.ndarray], dev: torch.device,
+def read_digits(model: torch.nn.Module, meta, images: list[np.ndarray], dev: torch.device,
           batch_size: int) -> list[DigitRead]:
     """One batched forward pass per batch_size images."""
     out: list[DigitRead] = []
@@ -97,7 +97,7 @@ def predict_files(files: list[Path], loaded: list[tuple[np.ndarray | None, str |
             owners.append(i)
             if save_preprocessed is not None:
                 _save_png(digit, Path(save_preprocessed) / f"{i:05d}-{f.stem}{f'-{k}' if number else ''}.png")
-    reads = _read(model, meta, images, dev, batch_size)
+    reads = read_digits(model, meta, images, dev, batch_size)
     per_file: list[list[DigitRead]] = [[] for _ in files]
     for owner, read in zip(owners, reads, strict=True):
         per_file[owner].append(read)

@@ -20,6 +20,7 @@ With `mnist_like=True` only steps 1–3 run, plus a plain resize to 28x28 when n
 
 from __future__ import annotations
 
+import io
 import stat
 import warnings
 from pathlib import Path
@@ -38,17 +39,22 @@ class PreprocessError(Exception):
     """An input that cannot be turned into a digit; the message is for the user."""
 
 
-def _open(path: Path) -> Image.Image:
+def _open(source: Path | bytes) -> Image.Image:
+    """A file path or the bytes of an upload."""
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
-        st = Path(path).stat()
-        if not stat.S_ISREG(st.st_mode):
-            raise PreprocessError("not a regular file (a pipe, socket or device); save the image to a file first")
-        if st.st_size == 0:
+        if isinstance(source, bytes):
+            size = len(source)
+        else:
+            st = Path(source).stat()
+            if not stat.S_ISREG(st.st_mode):
+                raise PreprocessError("not a regular file (a pipe, socket or device); save the image to a file first")
+            size = st.st_size
+        if size == 0:
             raise PreprocessError("empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
             frames = getattr(img, "n_frames", 1)
             if frames > 1:
                 raise PreprocessError(f"animated image ({frames} frames); give a single still image")
@@ -140,13 +146,13 @@ def to_digits(gray: np.ndarray) -> list[np.ndarray]:
     return [_centred(_cut(ink, g)) for g in groups]
 
 
-def read_gray(path: Path) -> np.ndarray:
-    """Steps 1–3: an image file as uint8 grayscale, upright."""
+def read_gray(path: Path | bytes) -> np.ndarray:
+    """Steps 1–3: an image file (or its bytes) as uint8 grayscale, upright."""
     img = _open(path)
     return _grayscale(ImageOps.exif_transpose(img) or img)
 
 
-def load_image(path: Path, mnist_like: bool = False) -> np.ndarray:
+def load_image(path: Path | bytes, mnist_like: bool = False) -> np.ndarray:
     """An image file as float32 28x28 in [0, 1] (bright ink on black), ready to normalise."""
     gray = read_gray(path)
     if mnist_like:

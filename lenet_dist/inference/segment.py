@@ -57,8 +57,9 @@ def _columns(ink: Ink) -> list[list[Box]]:
         gaps = [(gx0 - _span(groups[j])[2], j) for j in (i - 1,) if j >= 0]
         gaps += [(_span(groups[j])[0] - gx1, j) for j in (i + 1,) if j < len(groups)]
         gap, j = min(gaps)
-        if gap > 0.3 * typical:
-            continue  # a speck on its own
+        at_border = gx0 <= 1 or gx1 >= ink.labels.shape[1] - 1
+        if gap > 0.3 * typical or at_border:
+            continue  # a speck on its own, or what is left of a line at the photo's edge
         (merged[-1] if j < i and merged else groups[j]).extend(g)
     return merged
 

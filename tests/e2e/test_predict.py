@@ -17,16 +17,6 @@ from ..conftest import one_error_line, run_cli
 pytestmark = pytest.mark.slow  # real launches: subprocesses, multi-process, the SLURM cluster
 
 
-@pytest.fixture(scope="module")
-def model_dir(mnist_dir: Path, tmp_path_factory) -> Path:
-    """The default recipe (augmentation, AdamW, one-cycle), 3 epochs instead of 15 to keep CI short."""
-    out = tmp_path_factory.mktemp("predict-runs")
-    proc = run_cli("train", "--data-dir", mnist_dir, "--output-dir", out, "--run-name", "m", "--epochs", "3",
-                   "--tracking", "disabled", cwd=out)
-    assert proc.returncode == 0, proc.stderr
-    return out / "m" / "model"
-
-
 def _samples(mnist_dir: Path, out: Path, n: int, style: str) -> dict[str, str]:
     out.parent.mkdir(parents=True, exist_ok=True)
     proc = run_cli("data", "samples", out, "--n", n, "--style", style, "--data-dir", mnist_dir, cwd=out.parent)

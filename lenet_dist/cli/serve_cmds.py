@@ -1,0 +1,44 @@
+"""`serve`: the model behind an HTTP API and a draw-a-digit page."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lenet_dist.cli.app import app
+
+
+@app.command()
+def serve(
+    checkpoint: Annotated[Path | None, typer.Option(help="model checkpoint (default: the best model of the "
+                                                    "most recent run under runs/)")] = None,
+    host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 to be reachable from other "
+                                      "machines")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    max_upload_mb: Annotated[float, typer.Option(min=0.01, help="largest image accepted, per file")] = 10.0,
+    max_files: Annotated[int, typer.Option(min=1, help="most images in one request")] = 16,
+    workers: Annotated[int, typer.Option(min=0, help="server processes, each with the model (default: one per "
+                                         "core, at most 4; 0: that default)")] = 0,
+) -> None:
+    """Serve the model: POST /v1/predict, GET /healthz, a page to draw digits on at /, the API at /docs."""
+    import uvicorn
+
+    from lenet_dist.inference.predict import default_checkpoint
+    from lenet_dist.serve.app import Limits, build_app
+
+    checkpoint = checkpoint or default_checkpoint()
+    limits = Limits(max_upload_bytes=int(max_upload_mb * 2**20), max_files=max_files)
+    web = build_app(checkpoint, limits)  # loads and checks the model here, before anything binds
+    workers = workers or min(4, len(os.sched_getaffinity(0)))
+    typer.echo(f"lenet-dist: serving {checkpoint} on http://{host}:{port}/ with {workers} process(es) "
+               "(API docs: /docs)", err=True)
+    if workers == 1:
+        uvicorn.run(web, host=host, port=port, log_level="warning", access_log=False)
+        return
+    os.environ.update(LENET_SERVE_CHECKPOINT=str(checkpoint), LENET_SERVE_MAX_FILES=str(limits.max_files),
+                      LENET_SERVE_MAX_UPLOAD_BYTES=str(limits.max_upload_bytes))
+    uvicorn.run("lenet_dist.serve.app:app_from_env", factory=True, workers=workers, host=host, port=port,
+                log_level="warning", access_log=False)

@@ -1,0 +1,152 @@
+"""`lenet-dist serve` as a user meets it: a real server process, the real page in Debian's Chromium
+(driven by Selenium), digits drawn on the canvas as pointer strokes, a photo picked and dropped."""
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lenet_dist.data.datasets import MNIST
+from lenet_dist.data.tensors import read_idx
+
+from ..conftest import REPO, cli_env, free_port, run_cli
+
+pytestmark = pytest.mark.slow
+ARTIFACTS = REPO / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def server(model_dir: Path, tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with open(log, "w") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "lenet_dist", "serve", "--checkpoint", str(model_dir),
+                                 "--port", str(port)], env=cli_env(), stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as r:
+                if json.load(r)["status"] == "ready":
+                    break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        raise AssertionError(f"the server never became ready: {log.read_text()}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def _post(url: str, files: list[Path]) -> list[dict]:
+    boundary = "lenet-dist-test-boundary"
+    body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{f.name}"\r\n'
+                    f"Content-Type: application/octet-stream\r\n\r\n".encode() + f.read_bytes() + b"\r\n"
+                    for f in files) + f"--{boundary}--\r\n".encode()
+    request = urllib.request.Request(f"{url}/v1/predict", data=body,
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.load(r)
+
+
+def test_the_api_answers_what_predict_answers(server: str, model_dir: Path, mnist_dir: Path, tmp_path: Path):
+    run_cli("data", "samples", tmp_path / "photos", "--n", "12", "--style", "paper", "--data-dir", mnist_dir,
+            cwd=tmp_path)
+    files = sorted((tmp_path / "photos").glob("0*"))
+    cli = json.loads(run_cli("predict", *files, "--checkpoint", model_dir, "--json", cwd=tmp_path).stdout)
+    api = _post(server, files)
+    assert [r["label"] for r in api] == [r["label"] for r in cli]
+    assert [r["confidence"] for r in api] == pytest.approx([r["confidence"] for r in cli], abs=1e-5)
+    assert [r["uncertain"] for r in api] == [r["uncertain"] for r in cli]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the browser test: apt-get install chromium chromium-driver (.ci/run does)")
+        pytest.skip("needs Debian's chromium and chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=900,700"):
+        options.add_argument(arg)
+    b = webdriver.Chrome(service=Service(driver), options=options)
+    yield b
+    b.quit()
+
+
+def _wait_idle(browser, timeout: float = 15) -> str:
+    deadline = time.time() + timeout
+    time.sleep(0.3)  # past the debounce
+    while time.time() < deadline:
+        if browser.execute_script("return document.body.dataset.state") == "idle":
+            return browser.find_element("id", "prediction").text
+        time.sleep(0.05)
+    raise AssertionError("the page never finished predicting")
+
+
+def _draw(browser, digit: np.ndarray) -> None:
+    """The digit as pen strokes: one pointer stroke per run of ink along each of its 28 rows."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    pad = browser.find_element("id", "pad")
+    cell = pad.size["width"] / 28
+    actions = ActionChains(browser, duration=0)
+    for y, row in enumerate(digit > 100):
+        xs = np.flatnonzero(row)
+        for run in np.split(xs, np.flatnonzero(np.diff(xs) > 1) + 1) if len(xs) else []:
+            top = (y + 0.5) * cell - pad.size["height"] / 2
+            actions.move_to_element_with_offset(pad, (run[0] + 0.5) * cell - pad.size["width"] / 2, top)
+            actions.click_and_hold().move_to_element_with_offset(pad, (run[-1] + 0.5) * cell - pad.size["width"] / 2,
+                                                                  top).release()
+    actions.perform()
+
+
+def test_digits_drawn_on_the_page_are_read(browser, server: str, mnist_dir: Path, tmp_path: Path):
+    images = read_idx(MNIST.raw_dir(mnist_dir) / MNIST.files["test"][0].name, 3)[100:110]
+    labels = read_idx(MNIST.raw_dir(mnist_dir) / MNIST.files["test"][1].name, 1)[100:110]
+    browser.get(server)
+    assert browser.find_element("id", "prediction").text == "?"
+    read = []
+    for digit in images:
+        browser.find_element("id", "clear").click()
+        _draw(browser, digit)
+        read.append(_wait_idle(browser))
+    assert sum(r == str(label) for r, label in zip(read, labels, strict=True)) >= 9, (read, labels.tolist())
+    assert len(browser.find_elements("css selector", "#bars li")) == 3, "the top-3 as bars"
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "serve-page.png"))
+
+
+def test_a_photo_can_be_picked_or_dropped(browser, server: str, mnist_dir: Path, tmp_path: Path):
+    run_cli("data", "samples", tmp_path, "--n", "3", "--style", "paper", "--offset", "200", "--data-dir", mnist_dir,
+            cwd=tmp_path)
+    truth = dict(line.split(",") for line in (tmp_path / "labels.csv").read_text().split()[1:])
+    browser.get(server)
+    picked = sorted(tmp_path.glob("0*"))[0]
+    browser.find_element("id", "file").send_keys(str(picked))
+    assert _wait_idle(browser) == truth[picked.name]
+    dropped = sorted(tmp_path.glob("0*"))[1]
+    browser.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], arguments[1], {type: "image/jpeg"}));
+        window.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    """, base64.b64encode(dropped.read_bytes()).decode(), dropped.name)
+    assert _wait_idle(browser) == truth[dropped.name]
+    assert browser.find_element("id", "photo").get_attribute("hidden") is None, "the photo is shown"
+    Image.open(picked).verify()
