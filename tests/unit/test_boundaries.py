@@ -39,7 +39,7 @@ def _reachable(start: Path) -> set[str]:
 
 
 def test_inference_imports_neither_training_accelerate_nor_wandb():
-    for path in (PACKAGE / "inference").glob("*.py"):
+    for path in [*(PACKAGE / "inference").glob("*.py"), *(PACKAGE / "serve").glob("*.py")]:
         reached = _reachable(path)
         bad = {m for m in reached if m.split(".")[0] in ("accelerate", "wandb") or m.startswith("lenet_dist.training")}
         assert not bad, f"{path.name} reaches {sorted(bad)}"
