@@ -80,6 +80,12 @@ class CheckpointConfig(_Section):
         ["SIGTERM", "SIGINT", "SIGUSR1", "SIGHUP"],
         description="checkpoint and exit 75 (resumable) on these; SIGHUP: the terminal or ssh session went away")
     signal_check_steps: int = Field(10, gt=0, description="ranks agree on a stop every N steps (a sync)")
+    every_seconds: float = Field(60.0, ge=0, description="also a training state when this much time has passed "
+                                 "since the last one (0: off): what a crash can lose; a save costs ~10 ms")
+    hang_timeout_s: float = Field(60.0, gt=0, description="a collective that waits this long means a peer is dead "
+                                  "or hung: this rank exits so the job can restart")
+    max_restarts: int = Field(3, ge=0, description="automatic restarts after crashes, before giving up; two crashes "
+                              "in a row from the same checkpoint give up at once")
 
 
 class TrackingConfig(_Section):

@@ -8,8 +8,10 @@ Exit codes (documented in the README):
     4   bad checkpoint (missing, truncated, corrupt, wrong architecture)
     5   some inputs could not be predicted (the others were)
     6   training diverged (non-finite loss): no model was saved from it
+    70  not restarted again: crashes kept happening (at the same step, or max_restarts in a row)
     74  no space left to write a checkpoint or result (EX_IOERR); earlier checkpoints are intact
     75  training stopped cleanly on a signal and can be resumed (EX_TEMPFAIL)
+    76  a peer rank died or hung: this attempt ended so that the job restarts from its checkpoint
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ EXIT_DATA = 3
 EXIT_CHECKPOINT = 4
 EXIT_PARTIAL = 5
 EXIT_DIVERGED = 6
+EXIT_GAVE_UP = 70
 EXIT_NO_SPACE = 74
 EXIT_RESUMABLE = 75
+EXIT_PEER_LOST = 76
 
 
 class UserError(Exception):
@@ -47,3 +51,8 @@ class DivergedError(UserError):
 
 class DiskFullError(UserError):
     exit_code = EXIT_NO_SPACE
+
+
+class PeerLost(Exception):
+    """Another rank died or stopped answering; not the user's doing, and not a bug here: the job
+    restarts from its latest checkpoint (exit 76)."""

@@ -1,6 +1,10 @@
-"""Fault injection for crash tests: LENET_DIST_FAULT="<point>:<n>" makes the process SIGKILL
-itself the n-th time it reaches <point> (after-step, during-save). A real SIGKILL at a chosen
-moment, so crash-resume tests are deterministic. Unset (always, outside tests): does nothing."""
+"""Fault injection for crash tests: LENET_DIST_FAULT makes the process SIGKILL itself at a chosen
+moment, so crash-resume tests are deterministic. Unset (always, outside tests): does nothing.
+
+    after-step:<n>    the n-th time this process finishes a step
+    during-save:<n>   the n-th checkpoint this process writes, after its weights file
+    at-step:<g>       whenever global step g finishes, in every attempt (a crash that repeats)
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,13 @@ import signal
 _counts: dict[str, int] = {}
 
 
-def crash_point(point: str) -> None:
+def crash_point(point: str, global_step: int | None = None) -> None:
     spec = os.environ.get("LENET_DIST_FAULT")
     if not spec:
         return
     want, _, n = spec.partition(":")
+    if want == "at-step" and point == "after-step" and global_step == int(n):
+        os.kill(os.getpid(), signal.SIGKILL)
     if want != point:
         return
     _counts[point] = _counts.get(point, 0) + 1

@@ -134,6 +134,7 @@ class RunSummary(_Record):
     checkpoint: str | None
     tracking: TrackingInfo
     slurm: dict[str, str]
+    attempts: list[dict[str, Any]] = []  # every start of this run: where from, how it ended, failures seen
     stop_signal: str | None = None  # stopped runs only: what asked for the stop
 
     FILE: ClassVar[str] = "summary.json"

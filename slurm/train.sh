@@ -28,6 +28,7 @@ set -euo pipefail
 
 EXIT_RESUMABLE=75
 MAX_REQUEUES=${LENET_MAX_REQUEUES:-3}
+MAX_RESTARTS=${LENET_MAX_RESTARTS:-3}
 RESTARTS=${SLURM_RESTART_COUNT:-0}
 cd "${SLURM_SUBMIT_DIR:-.}"
 if [ -z "${VIRTUAL_ENV:-}" ] && [ -x .venv/bin/lenet-dist ]; then export PATH="$PWD/.venv/bin:$PATH"; fi
@@ -65,35 +66,59 @@ stop_workers() {
   echo "lenet-dist: $1 received $(date -Is): asking the workers to checkpoint and stop; $2"
   mkdir -p "$RUN_DIR" && touch "$RUN_DIR/STOP"   # reaches every rank; launchers do not forward USR1
 }
-trap 'REQUEUE=1; stop_workers SIGUSR1 "the job requeues itself"' USR1
-trap 'stop_workers SIGTERM "the job ends (scancel, time limit or preemption)"' TERM
+# one launcher per node; SLURM_NODEID is read on each node, not expanded once here. A rank that
+# dies takes its node's launcher down, and --kill-on-bad-exit the other nodes' within seconds.
+run_step() {
+  # shellcheck disable=SC2016  # single quotes on purpose: expanded by the task on its node
+  srun --kill-on-bad-exit=1 bash -c '
+    # USR1 sent to the tasks alone (scancel --signal=USR1): stop, and tell the batch shell to requeue.
+    # Not TERM: srun sends that to every task when one fails, and that is a crash to restart, not a stop.
+    trap "touch \"$LENET_RUN_DIR/.requeue\" \"$LENET_RUN_DIR/STOP\"" USR1
+    if [ "$LENET_WORLD" -eq 1 ]; then
+      python -m lenet_dist train "$@" &   # no launcher needed: its exit code (75: resumable) passes through
+    else
+      accelerate launch $LENET_MULTI --num_machines "$SLURM_NNODES" --machine_rank "$SLURM_NODEID" \
+        --num_processes "$LENET_WORLD" --main_process_ip "$LENET_HEAD" --main_process_port "$LENET_PORT" \
+        --mixed_precision no --dynamo_backend no \
+        -m lenet_dist train "$@" &
+    fi
+    child=$!
+    while :; do wait $child; rc=$?; kill -0 $child 2>/dev/null || exit $rc; done
+  ' node-launch "${TRAIN_ARGS[@]}" &
+  STEP=$!
+  set +e
+  while :; do
+    wait "$STEP"; RC=$?
+    kill -0 "$STEP" 2>/dev/null || break   # still running: the wait was cut short by a signal
+  done
+  set -e
+}
 
-# one launcher per node; SLURM_NODEID is read on each node, not expanded once here
-# shellcheck disable=SC2016  # single quotes on purpose: expanded by the task on its node
-srun --kill-on-bad-exit=1 bash -c '
-  trap "touch \"$LENET_RUN_DIR/STOP\"" USR1 TERM
-  if [ "$LENET_WORLD" -eq 1 ]; then
-    python -m lenet_dist train "$@" &   # no launcher needed: its exit code (75: resumable) passes through
-  else
-    accelerate launch $LENET_MULTI --num_machines "$SLURM_NNODES" --machine_rank "$SLURM_NODEID" \
-      --num_processes "$LENET_WORLD" --main_process_ip "$LENET_HEAD" --main_process_port "$LENET_PORT" \
-      --mixed_precision no --dynamo_backend no \
-      -m lenet_dist train "$@" &
-  fi
-  child=$!
-  while :; do wait $child; rc=$?; kill -0 $child 2>/dev/null || exit $rc; done
-' node-launch "${TRAIN_ARGS[@]}" &
-STEP=$!
-set +e
+# a crashed or hung attempt (any exit but success, a clean stop or a user error) is restarted within
+# the job from the latest checkpoint, at most LENET_MAX_RESTARTS times; the run itself refuses a
+# restart that would only repeat a crash at the same step (exit 70)
+RESTART=0
+STOPPING=0
+trap 'REQUEUE=1; STOPPING=1; stop_workers SIGUSR1 "the job requeues itself"' USR1
+trap 'STOPPING=1; stop_workers SIGTERM "the job ends (scancel, time limit or preemption)"' TERM
 while :; do
-  wait "$STEP"; RC=$?
-  kill -0 "$STEP" 2>/dev/null || break   # still running: the wait was cut short by a signal
+  export LENET_PORT=$((PORT + RESTART))   # a fresh rendezvous port for each attempt
+  run_step
+  STATUS=$(python -m lenet_dist runs status "$RUN_DIR" 2>/dev/null || true)
+  if [ -e "$RUN_DIR/.requeue" ]; then REQUEUE=1; STOPPING=1; rm -f "$RUN_DIR/.requeue"; fi
+  case "$RC" in 0|2|3|4|6|70|74) break ;; esac
+  # a stop nobody asked the job for (srun's TERM to the survivors of a failed task) is a crash too
+  [ "$STATUS" = "completed" ] || [ "$STOPPING" -eq 1 ] && break
+  if [ "$RESTART" -ge "$MAX_RESTARTS" ]; then
+    echo "lenet-dist: the job step failed (exit $RC); ${MAX_RESTARTS} restarts already, giving up"
+    break
+  fi
+  RESTART=$((RESTART + 1))
+  echo "lenet-dist: the job step failed (exit $RC) $(date -Is); restarting it from the run's latest checkpoint" \
+       "(restart ${RESTART} of at most ${MAX_RESTARTS})"
+  TRAIN_ARGS+=(--resume auto)
 done
-set -e
 
-# the run's own word on how it ended, if this attempt of this job wrote it (a stale summary of an
-# earlier attempt must not requeue a job that failed)
-STATUS=$(python -m lenet_dist runs status "$RUN_DIR" 2>/dev/null || true)
 echo "lenet-dist: job step ended with exit code $RC, run status '${STATUS:-none}' $(date -Is)"
 if [ "$STATUS" = "stopped" ]; then
   if [ "$REQUEUE" -eq 0 ]; then

@@ -37,13 +37,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(nproc: int, *args: str, cwd: Path, env: dict | None = None, timeout: float = 600):
+def launch_cmd(nproc: int, *args: str, launcher_args: tuple[str, ...] = ()) -> list[str]:
     """`accelerate launch --multi_gpu --num_processes N -m lenet_dist ARGS` (real gloo DDP on CPU)."""
-    cmd = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", str(nproc),
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(free_port()),
-           "-m", "lenet_dist", *map(str, args)]
-    return subprocess.run(cmd, cwd=cwd, env=env or cli_env(), capture_output=True, text=True, timeout=timeout)
+    return [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", str(nproc),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", str(free_port()), *launcher_args, "-m", "lenet_dist", *map(str, args)]
+
+
+def launch(nproc: int, *args: str, cwd: Path, env: dict | None = None, timeout: float = 600,
+           launcher_args: tuple[str, ...] = ()):
+    return subprocess.run(launch_cmd(nproc, *args, launcher_args=launcher_args), cwd=cwd, env=env or cli_env(),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def one_error_line(proc: subprocess.CompletedProcess) -> str:

@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from lenet_dist.choices import DatasetName, TrackingMode, enum_of
-from lenet_dist.errors import EXIT_RESUMABLE, UserError
+from lenet_dist.errors import EXIT_PEER_LOST, EXIT_RESUMABLE, PeerLost, UserError
 
 Dataset = enum_of("Dataset", DatasetName)
 Tracking = enum_of("Tracking", TrackingMode)
@@ -41,6 +41,9 @@ class _UserErrorsAsOneLine(TyperGroup):
         except TrainingStopped as exc:
             typer.echo(f"lenet-dist: {exc} (checkpoint: {exc.checkpoint})", err=True)
             raise typer.Exit(EXIT_RESUMABLE) from None
+        except PeerLost as exc:
+            typer.echo(f"lenet-dist: {exc}", err=True)
+            raise typer.Exit(EXIT_PEER_LOST) from None
 
 
 app = typer.Typer(cls=_UserErrorsAsOneLine, no_args_is_help=True, add_completion=False,

@@ -22,8 +22,9 @@ class TrainingData:
 
 
 def load_data(cfg: Config, procs: Processes) -> TrainingData:
-    with procs.acc.local_main_process_first():  # one fetcher per machine (plus a file lock)
-        spec = ensure_dataset(cfg.data.dataset, cfg.data.data_dir)
+    # every rank asks; the fetch lock makes one per machine fetch while the others wait on the lock,
+    # not in a collective (a slow download must not look like a hung rank)
+    spec = ensure_dataset(cfg.data.dataset, cfg.data.data_dir)
     train_set = load_split(spec, cfg.data.data_dir, "train", cfg.data.train_subset, procs.device)
     test_set = load_split(spec, cfg.data.data_dir, "test", cfg.data.test_subset, procs.device)
     steps = steps_per_epoch(len(train_set), cfg.train.batch_size)

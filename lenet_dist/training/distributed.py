@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from lenet_dist.errors import ConfigError
+from lenet_dist.errors import ConfigError, PeerLost
 
 
 def env_rank() -> int:
@@ -39,7 +39,7 @@ def cpu_threads_per_process() -> int:
     return max(1, cores // max(1, env_local_world_size()))
 
 
-def make_accelerator(mixed_precision: str, grad_accum_steps: int = 1):
+def make_accelerator(mixed_precision: str, grad_accum_steps: int = 1, timeout_s: float = 600.0):
     """An Accelerator that really runs DDP for any launch.
 
     Trap: on a machine without GPUs, `accelerate launch --multi_gpu --num_processes 2` and
@@ -58,8 +58,9 @@ def make_accelerator(mixed_precision: str, grad_accum_steps: int = 1):
         torch.set_num_threads(cpu_threads_per_process())
         if mixed_precision == "fp16":
             raise ConfigError("train.mixed_precision 'fp16' needs a GPU; use 'bf16' or 'no' on CPU")
-    # a rank that dies leaves its peers waiting: fail in minutes rather than the default 30
-    pg = InitProcessGroupKwargs(timeout=timedelta(minutes=10))
+    # a rank that dies or hangs leaves its peers waiting in a collective: they give up after timeout_s
+    # (checkpoint.hang_timeout_s for training) instead of the default 30 minutes
+    pg = InitProcessGroupKwargs(timeout=timedelta(seconds=timeout_s))
     accelerator = Accelerator(cpu=use_cpu, mixed_precision=mixed_precision, kwargs_handlers=[pg],
                               gradient_accumulation_steps=grad_accum_steps)
     atexit.register(_close_gloo_at_exit)
@@ -105,9 +106,18 @@ class Processes:
         return self.acc.unwrap_model(model)
 
 
-def start_processes(mixed_precision: str, grad_accum_steps: int, global_batch: int) -> Processes:
-    """Join the job's process group and check that the global batch splits evenly over it."""
-    acc = make_accelerator(mixed_precision, grad_accum_steps)
+def start_processes(mixed_precision: str, grad_accum_steps: int, global_batch: int,
+                    hang_timeout_s: float = 600.0) -> Processes:
+    """Join the job's process group and check that the global batch splits evenly over it. Joining
+    may take minutes (a slow node, a restart after a crash); once joined, a collective that waits
+    longer than hang_timeout_s means a peer is dead or hung."""
+    try:
+        acc = make_accelerator(mixed_precision, grad_accum_steps)
+    except RuntimeError as exc:  # e.g. a restarted group whose peers are not up yet: the launcher tries again
+        if not is_peer_failure(exc):
+            raise
+        raise PeerLost(f"could not connect to the other ranks ({str(exc).splitlines()[0][:160]}); ending this "
+                       "attempt so the launcher restarts it") from None
     world = acc.num_processes
     if global_batch % (world * grad_accum_steps):
         raise ConfigError(f"train.batch_size ({global_batch}) must be divisible by processes x "
@@ -115,7 +125,37 @@ def start_processes(mixed_precision: str, grad_accum_steps: int, global_batch: i
     from accelerate.utils import gather_object
 
     nodes = gather_object([node_name()]) if world > 1 else [node_name()]
+    if world > 1:
+        import torch.distributed as dist
+
+        set_timeout = getattr(dist, "set_timeout", None) or dist.distributed_c10d._set_pg_timeout  # torch < 2.10
+        set_timeout(timedelta(seconds=hang_timeout_s))
     return Processes(acc, acc.process_index, world, acc.is_main_process, acc.device, nodes)
+
+
+def under_elastic_agent() -> bool:
+    return "TORCHELASTIC_RESTART_COUNT" in os.environ  # torchrun, and accelerate launch's multi-process path
+
+
+def elastic_restart() -> int:
+    """How many times torchrun's elastic agent has restarted this worker group (0: first start)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+
+
+def job_key() -> str:
+    """What stays the same across the restarts of one launch: the elastic run id, else the agent's
+    pid (the parent of every local worker, alive across restarts)."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+    return run_id if run_id != "none" else f"agent-{os.getppid()}"
+
+
+def is_peer_failure(exc: BaseException) -> bool:
+    """A collective that failed because another rank died, hung or went away (gloo/NCCL errors)."""
+    import torch.distributed as dist
+
+    words = ("timed out", "timeout", "connection closed", "connection reset", "broken pipe", "peer")
+    return isinstance(exc, getattr(dist, "DistError", ())) or (
+        isinstance(exc, RuntimeError) and any(w in str(exc).lower() for w in words))
 
 
 def close_distributed(synchronize: bool = True) -> None:

@@ -4,7 +4,6 @@ Every rank runs the same sequence; only the main process writes (checkpointer, t
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -17,21 +16,28 @@ from lenet_dist.data.augment import batch_generator, random_affine
 from lenet_dist.data.tensors import epoch_order, rank_batch
 from lenet_dist.errors import DivergedError
 from lenet_dist.faults import crash_point
-from lenet_dist.records import CheckpointMeta, EpochRecord, RunSummary
+from lenet_dist.records import EpochRecord, RunSummary
 from lenet_dist.tracking.console import ProgressReporter
 from lenet_dist.tracking.tracker import Tracker
+from lenet_dist.training import attempts
 from lenet_dist.training.checkpointing import Checkpointer, Restored
 from lenet_dist.training.data import TrainingData
-from lenet_dist.training.distributed import Processes, close_distributed
+from lenet_dist.training.distributed import Processes, close_distributed, is_peer_failure
 from lenet_dist.training.evaluation import EvalResult, evaluate
 from lenet_dist.training.metrics import LossWindow, eval_line
 from lenet_dist.training.stopping import StopRequest, TrainingStopped
-from lenet_dist.training.summary import finish, run_summary
+from lenet_dist.training.summary import (
+    check_finite,
+    checkpoint_meta,
+    evaluate_resumed_end,
+    finish,
+    run_summary,
+)
 
 
 class TrainLoop:
     def __init__(self, cfg: Config, procs: Processes, data: TrainingData, run_dir: Path, model, optimizer,
-                 scheduler, checkpointer: Checkpointer, tracker: Tracker, start: Restored):
+                 scheduler, checkpointer: Checkpointer, tracker: Tracker, start: Restored, attempt: int = 1):
         self.cfg, self.procs, self.data, self.run_dir = cfg, procs, data, run_dir
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.checkpointer, self.tracker = checkpointer, tracker
@@ -39,27 +45,39 @@ class TrainLoop:
         self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         self.reporter = ProgressReporter(procs.is_main, cfg.train.epochs, data.steps_per_epoch)
         self._clock = time.perf_counter()
+        self.attempt = attempt
+        self._last_save = time.monotonic()
 
     def run(self) -> RunSummary:
         stop = StopRequest(self.cfg.checkpoint.stop_signals, self.run_dir / "STOP")
-        all_ranks_here = False
+        all_ranks_here, exit_code = False, 1
         try:
             final = None
             while self.progress.epoch < self.cfg.train.epochs:
                 self._run_epoch(self.progress.epoch, stop)
                 final = self._end_epoch()
-            summary = finish(self, final or self._evaluate_resumed_end())
-            all_ranks_here = True
+            summary = finish(self, final or evaluate_resumed_end(self))
+            all_ranks_here, exit_code = True, 0
             return summary
-        except (TrainingStopped, DivergedError):
+        except (TrainingStopped, DivergedError) as exc:
             all_ranks_here = True  # every rank saw the same signal or the same reduced loss
+            exit_code = 0 if isinstance(exc, TrainingStopped) else 1
+            raise
+        except Exception as exc:
+            if self.procs.world > 1 and is_peer_failure(exc):
+                raise attempts.peer_lost(self.run_dir, self.attempt, self.procs.rank, self.progress.global_step,
+                                         exc) from None
             raise
         finally:
             stop.restore()
-            self.tracker.close()
+            self.tracker.close(exit_code)  # W&B shows a crashed or diverged attempt as failed
             self.reporter.close()
             if all_ranks_here:  # error paths leave it to the at-exit fallback, which never waits
                 close_distributed()
+
+    def end_attempt(self, status: str) -> None:
+        if self.procs.is_main:
+            attempts.append(self.run_dir, {"kind": "end", "attempt": self.attempt, "status": status})
 
     def _run_epoch(self, epoch: int, stop: StopRequest) -> None:
         order = epoch_order(len(self.data.train), self.cfg.train.seed, epoch).to(self.procs.device)
@@ -68,18 +86,20 @@ class TrainLoop:
         window = LossWindow(self.procs.device)
         for step in range(self.progress.step_in_epoch, self.data.steps_per_epoch):
             window.add(self._run_batch(order, epoch, step))
-            crash_point("after-step")
+            crash_point("after-step", self.progress.global_step + 1)
             p = self.progress
             p.step_in_epoch, p.global_step = step + 1, p.global_step + 1
             p.train_images += self.cfg.train.batch_size
             self.reporter.step(epoch, step + 1)
             if p.global_step % self.cfg.train.log_every_steps == 0:  # a host sync: only every N steps
                 self._log_train(window, epoch)
-            if p.global_step % self.cfg.checkpoint.signal_check_steps == 0 and self.procs.any_rank(stop.requested):
+            checking = p.global_step % self.cfg.checkpoint.signal_check_steps == 0
+            if checking and self.procs.any_rank(stop.requested):
                 self._flush(window)
                 self._add_train_time()
                 self._stop(stop)
-            if step + 1 < self.data.steps_per_epoch and self.checkpointer.due(p.global_step, end_of_epoch=False):
+            due = self.checkpointer.due(p.global_step, end_of_epoch=False) or (checking and self._time_to_save())
+            if step + 1 < self.data.steps_per_epoch and due:
                 self._flush(window)
                 self._save_training_state(None)
         self._flush(window)
@@ -107,6 +127,11 @@ class TrainLoop:
             self.scheduler.step()
         return total
 
+    def _time_to_save(self) -> bool:
+        """checkpoint.every_seconds: agreed by all ranks (their clocks differ), at the stop check."""
+        every = self.cfg.checkpoint.every_seconds
+        return bool(every) and self.procs.any_rank(time.monotonic() - self._last_save >= every)
+
     def _log_train(self, window: LossWindow, epoch: int) -> None:
         steps, seconds = window.steps, window.seconds()
         mean = self._flush(window) / steps
@@ -118,19 +143,10 @@ class TrainLoop:
         """Sum of the window's per-step losses (mean over ranks), added to the epoch's; a sync.
         Flushed before every checkpoint, so a diverged model is never saved."""
         total = float(self.procs.reduce_mean(window.loss))
-        self._check_finite(total, "training loss")
+        check_finite(self, total, "training loss")
         self.progress.epoch_loss_sum += total
         window.reset()
         return total
-
-    def _check_finite(self, value: float, what: str) -> None:
-        if math.isfinite(value):
-            return
-        step = self.progress.global_step
-        if self.procs.is_main:
-            run_summary(self, None, status="diverged").write(self.run_dir)
-        raise DivergedError(f"training diverged at step {step}: the {what} is {value}; no model was saved from "
-                            f"this run. Lower optim.lr (now {self.cfg.optim.lr:g}) or check the data and config")
 
     def _add_train_time(self) -> None:
         self.progress.train_seconds += time.perf_counter() - self._clock
@@ -140,7 +156,7 @@ class TrainLoop:
         p = self.progress
         train_seconds = p.train_seconds - sum(h.train_seconds for h in self.history)
         result = self._evaluate()
-        self._check_finite(result.loss, "held-out loss")
+        check_finite(self, result.loss, "held-out loss")
         record = EpochRecord(
             epoch=p.epoch + 1, train_loss=p.epoch_loss_sum / self.data.steps_per_epoch, test_loss=result.loss,
             test_accuracy=result.accuracy, train_seconds=train_seconds,
@@ -155,27 +171,10 @@ class TrainLoop:
             self._save_training_state(result)
         return result
 
-    def _evaluate_resumed_end(self) -> EvalResult:
-        """Resumed from the last step's checkpoint: no epoch ran here, so evaluate the model once and
-        log it as the last epoch's result, which this run's metrics.jsonl (and report) needs."""
-        result = self._evaluate()
-        if self.history:
-            self.tracker.log(eval_line(self.history[-1], result), self.progress.global_step,
-                             class_names=list(self.data.spec.classes))
-        return result
-
     def _evaluate(self) -> EvalResult:
         return evaluate(self.procs.unwrap(self.model), self.data.test, self.data.spec, rank=self.procs.rank,
                         world=self.procs.world, batch_size=self.cfg.train.eval_batch_size,
                         reduce_sum=self.procs.reduce_sum, memory_format=self.memory_format)
-
-    def meta(self, result: EvalResult | None) -> CheckpointMeta:
-        spec, p = self.data.spec, self.progress
-        return CheckpointMeta(
-            dataset=spec.name, classes=list(spec.classes), normalization=spec.normalization, epoch=p.epoch,
-            step_in_epoch=p.step_in_epoch, global_step=p.global_step, steps_per_epoch=self.data.steps_per_epoch,
-            total_steps=self.data.total_steps, world_size=self.procs.world, run_name=self.run_dir.name,
-            metrics=result.metrics() if result is not None else None)
 
     def _save_training_state(self, result: EvalResult | None) -> Path:
         acc = self.procs.acc
@@ -188,13 +187,15 @@ class TrainLoop:
             "history": [h.model_dump() for h in self.history],
             "tracking_run_id": self.tracker.run_id,
         }
-        path = self.checkpointer.save(self.progress.global_step, self.procs.unwrap(self.model), self.meta(result),
-                                      state)
+        path = self.checkpointer.save(self.progress.global_step, self.procs.unwrap(self.model),
+                                      checkpoint_meta(self, result), state)
         self.procs.wait_for_everyone()
+        self._last_save = time.monotonic()
         return path
 
     def _stop(self, stop: StopRequest) -> None:
         path = self._save_training_state(None)
+        self.end_attempt("stopped")
         summary = run_summary(self, None, status="stopped", stop_signal=stop.signal_name or "peer")
         if self.procs.is_main:
             summary.write(self.run_dir)

@@ -17,7 +17,7 @@ from filelock import FileLock, Timeout
 
 from lenet_dist.config import Config
 from lenet_dist.errors import ConfigError
-from lenet_dist.training.distributed import Processes
+from lenet_dist.training.distributed import Processes, job_key, under_elastic_agent
 
 LOCK_FILE = ".writer.lock"
 WRITER_FILE = ".writer"  # who holds the lock: for the message the second writer gets
@@ -25,6 +25,20 @@ WRITER_FILE = ".writer"  # who holds the lock: for the message the second writer
 
 def generated_name(dataset: str) -> str:
     return f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def _launch_name(cfg: Config) -> str:
+    """An unnamed run keeps its generated name across the elastic agent's restarts of this launch,
+    so a restarted attempt finds and resumes its own run."""
+    if not under_elastic_agent():
+        return generated_name(cfg.data.dataset)
+    memo = Path(cfg.output_dir) / ".launches" / job_key()
+    if memo.is_file():
+        return memo.read_text().strip()
+    name = generated_name(cfg.data.dataset)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(name + "\n")
+    return name
 
 
 def _holder(run_dir: Path) -> str:
@@ -37,9 +51,9 @@ def _holder(run_dir: Path) -> str:
 
 def _claim(cfg: Config, resume: str | None) -> tuple[str, FileLock | None, str | None]:
     """(run name, the held lock, error) as decided by the main process."""
-    name = cfg.run_name or generated_name(cfg.data.dataset)
-    run_dir = Path(cfg.output_dir) / name
     try:
+        name = cfg.run_name or _launch_name(cfg)
+        run_dir = Path(cfg.output_dir) / name
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(run_dir / LOCK_FILE), timeout=0)
         lock.acquire()
@@ -47,7 +61,7 @@ def _claim(cfg: Config, resume: str | None) -> tuple[str, FileLock | None, str |
         return name, None, (f"run directory {run_dir} is being written by {_holder(run_dir)}; wait for that run "
                             "to end, or pick another --run-name")
     except OSError as exc:
-        return name, None, f"cannot write the run directory {run_dir}: {exc.strerror}"
+        return cfg.run_name or "", None, f"cannot write under {cfg.output_dir}: {exc.strerror}"
     started = (run_dir / "checkpoints").exists() or (run_dir / "summary.json").exists()
     if started and resume is None:
         lock.release()

@@ -1,18 +1,22 @@
-"""The end of a run: the final model checkpoint, summary.json (a RunSummary), report.png, the
-last W&B entries, and the final table."""
+"""How a run ends: the final model checkpoint, summary.json (a RunSummary), report.png, the last
+W&B entries and the final table; or a divergence, caught before anything is saved from it."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
 from lenet_dist import PROCESS_START
 from lenet_dist.checkpoint import save_checkpoint, versions
 from lenet_dist.config import Config
-from lenet_dist.records import RunSummary, TrackingInfo
+from lenet_dist.errors import DivergedError
+from lenet_dist.records import CheckpointMeta, RunSummary, TrackingInfo
 from lenet_dist.tracking.report import write_report
+from lenet_dist.training import attempts
 from lenet_dist.training.distributed import Processes, slurm_info
 from lenet_dist.training.evaluation import EvalResult, misclassified
+from lenet_dist.training.metrics import eval_line
 
 if TYPE_CHECKING:
     from lenet_dist.training.loop import TrainLoop
@@ -43,7 +47,16 @@ def run_summary(loop: TrainLoop, final: EvalResult | None, status: str, stop_sig
         resumed=loop.resumed_from is not None, resumed_from=str(loop.resumed_from) if loop.resumed_from else None,
         restarts=p.restarts, history=loop.history, checkpoint=str(loop.run_dir / "model") if final else None,
         tracking=TrackingInfo(mode=loop.tracker.mode, run_id=loop.tracker.run_id), slurm=slurm_info(),
-        stop_signal=stop_signal)
+        attempts=attempts.summary(attempts.read(loop.run_dir)) if loop.procs.is_main else [], stop_signal=stop_signal)
+
+
+def checkpoint_meta(loop: TrainLoop, result: EvalResult | None) -> CheckpointMeta:
+    spec, p = loop.data.spec, loop.progress
+    return CheckpointMeta(
+        dataset=spec.name, classes=list(spec.classes), normalization=spec.normalization, epoch=p.epoch,
+        step_in_epoch=p.step_in_epoch, global_step=p.global_step, steps_per_epoch=loop.data.steps_per_epoch,
+        total_steps=loop.data.total_steps, world_size=loop.procs.world, run_name=loop.run_dir.name,
+        metrics=result.metrics() if result is not None else None)
 
 
 def finish(loop: TrainLoop, final: EvalResult) -> RunSummary:
@@ -51,7 +64,8 @@ def finish(loop: TrainLoop, final: EvalResult) -> RunSummary:
     model_dir = loop.run_dir / "model"
     model = loop.procs.unwrap(loop.model)
     if loop.procs.is_main:
-        save_checkpoint(model_dir, model, loop.meta(final))
+        save_checkpoint(model_dir, model, checkpoint_meta(loop, final))
+    loop.end_attempt("completed")
     summary = run_summary(loop, final, status="completed")
     if loop.procs.is_main:
         summary.write(loop.run_dir)
@@ -66,3 +80,24 @@ def finish(loop: TrainLoop, final: EvalResult) -> RunSummary:
     loop.reporter.final_table(loop.history, summary)
     loop.tracker.summary(summary.to_dict())
     return summary
+
+
+def check_finite(loop: TrainLoop, value: float, what: str) -> None:
+    if math.isfinite(value):
+        return
+    step = loop.progress.global_step
+    loop.end_attempt("diverged")
+    if loop.procs.is_main:
+        run_summary(loop, None, status="diverged").write(loop.run_dir)
+    raise DivergedError(f"training diverged at step {step}: the {what} is {value}; no model was saved from "
+                        f"this run. Lower optim.lr (now {loop.cfg.optim.lr:g}) or check the data and config")
+
+
+def evaluate_resumed_end(loop: TrainLoop) -> EvalResult:
+    """Resumed from the last step's checkpoint: no epoch ran here, so evaluate the model once and
+    log it as the last epoch's result, which this run's metrics.jsonl (and report) needs."""
+    result = loop._evaluate()
+    if loop.history:
+        loop.tracker.log(eval_line(loop.history[-1], result), loop.progress.global_step,
+                         class_names=list(loop.data.spec.classes))
+    return result

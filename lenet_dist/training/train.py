@@ -19,9 +19,10 @@ from lenet_dist.fileio import write_text_atomic
 from lenet_dist.model import LeNet5
 from lenet_dist.records import RunSummary
 from lenet_dist.tracking.tracker import Tracker
+from lenet_dist.training import attempts
 from lenet_dist.training.checkpointing import Checkpointer, Restored, latest_valid, restore_training_state
 from lenet_dist.training.data import TrainingData, load_data
-from lenet_dist.training.distributed import Processes, start_processes
+from lenet_dist.training.distributed import Processes, elastic_restart, start_processes
 from lenet_dist.training.loop import TrainLoop
 from lenet_dist.training.optim import build_optimizer, build_scheduler
 from lenet_dist.training.run_dir import claimed_run_dir
@@ -32,7 +33,10 @@ log = logging.getLogger("lenet_dist.train")
 
 def train(cfg: Config, resume: str | None = None) -> RunSummary:
     """Run the training job; return the summary (also written to <run_dir>/summary.json)."""
-    procs = start_processes(cfg.train.mixed_precision, cfg.train.grad_accum_steps, cfg.train.batch_size)
+    procs = start_processes(cfg.train.mixed_precision, cfg.train.grad_accum_steps, cfg.train.batch_size,
+                            cfg.checkpoint.hang_timeout_s)
+    if elastic_restart() and resume != "auto":  # the launcher restarted us after a crash: continue the run
+        resume = "auto"
     data = load_data(cfg, procs)
     with claimed_run_dir(cfg, procs, resume) as run_dir:
         torch.manual_seed(cfg.train.seed)
@@ -40,6 +44,7 @@ def train(cfg: Config, resume: str | None = None) -> RunSummary:
         optimizer = build_optimizer(cfg, model)
         scheduler = build_scheduler(cfg, optimizer, data.total_steps)
         start = restore(run_dir, resume, model, optimizer, scheduler, procs, data)
+        attempt = begin_attempt(run_dir, start, cfg, procs)
         if procs.is_main:  # only once a resume has loaded: a failed one changes nothing
             write_text_atomic(run_dir / "config.yaml", cfg.to_yaml())
         model, optimizer = procs.acc.prepare(model, optimizer)
@@ -51,8 +56,25 @@ def train(cfg: Config, resume: str | None = None) -> RunSummary:
         if procs.is_main:
             log.info("run %s: %s, %d process(es) on %s, precision %s, W&B %s", run_dir, data.spec.name, procs.world,
                      procs.device.type, procs.acc.mixed_precision, tracker.mode)
-        loop = TrainLoop(cfg, procs, data, run_dir, model, optimizer, scheduler, checkpointer, tracker, start)
+        loop = TrainLoop(cfg, procs, data, run_dir, model, optimizer, scheduler, checkpointer, tracker, start,
+                         attempt)
         return loop.run()
+
+
+def begin_attempt(run_dir: Path, start: Restored, cfg: Config, procs: Processes) -> int:
+    """This attempt's number, recorded by the main process; every rank gives up together when
+    restarting again would only repeat a crash."""
+    decided = (0, None)
+    if procs.is_main:
+        step = start.progress.global_step if start.checkpoint else 0
+        try:
+            decided = (attempts.begin(run_dir, step, cfg.checkpoint.max_restarts, elastic_restart()), None)
+        except attempts.GaveUp as exc:
+            decided = (0, str(exc))
+    attempt, why = procs.broadcast(decided)
+    if why:
+        raise attempts.GaveUp(why)
+    return attempt
 
 
 def memory_format(cfg: Config) -> torch.memory_format:

@@ -169,3 +169,57 @@ def test_array_sweep_produces_a_run_per_line_and_a_comparison(cluster, mnist_dir
     configs = sorted((out / r / "config.yaml").read_text().split("lr: ")[1].split()[0] for r in runs)
     assert configs == ["0.001", "0.004"]
     assert "2 runs, best held-out accuracy first" in log and "2 of 2 runs completed" in log
+
+
+RECOVER = ["--set", "data.train_subset=6000", "--epochs", "2", "--set", "checkpoint.every_steps=5", "--seed", "5",
+           "--set", "train.log_every_steps=1", "--tracking", "disabled"]
+
+
+def _pid_of(node: str, rank: int) -> int:
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"SLURMD_NODENAME={node}".encode() in env and f"RANK={rank}".encode() in env and \
+                b"lenet_dist" in cmd and b"accelerate" not in cmd:
+            return int(pid)
+    raise AssertionError(f"no rank {rank} on {node}")
+
+
+def test_a_killed_rank_on_the_second_node_restarts_the_step_and_the_job_completes(cluster, mnist_dir: Path,
+                                                                                  tmp_path: Path):
+    from ..conftest import launch
+
+    ref = launch(2, "train", "--data-dir", mnist_dir, "--output-dir", tmp_path / "ref", "--run-name", "ref", *RECOVER,
+                 cwd=tmp_path)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    out = tmp_path / "runs"
+    job = sbatch(cluster, "--job-name=t-crash", "--nodes=2", "slurm/train.sh", "--data-dir", mnist_dir,
+                 "--output-dir", out, *RECOVER, wait=False).stdout.strip()
+    run = out / f"t-crash-{job}"
+    _wait(lambda: _last_step(run / "metrics.jsonl") >= 12, 180, "12 training steps")
+    os.kill(_pid_of("n2", 1), 9)
+    _wait(lambda: "JobState=COMPLETED" in _job_state(cluster, job), 300, "COMPLETED")
+    log = log_of("t-crash", job)
+    assert "restarting it from the run's latest checkpoint (restart 1 of at most 3)" in log, log
+    assert [p.name for p in out.iterdir()] == [run.name], "one run directory"
+    s = read_summary(run)
+    assert s["status"] == "completed" and s["world_size"] == 2 and len(s["attempts"]) >= 2
+    assert s["attempts"][0]["ended"] == "crashed" and s["attempts"][-1]["ended"] == "completed"
+    assert (run / "model" / "model.safetensors").read_bytes() == \
+        (tmp_path / "ref" / "ref" / "model" / "model.safetensors").read_bytes(), "bit-identical"
+
+
+def test_a_crash_at_the_same_step_fails_the_job_once_and_is_not_requeued(cluster, mnist_dir: Path, tmp_path: Path):
+    env = {**cluster, "LENET_DIST_FAULT": "at-step:13"}
+    done = sbatch(env, "--job-name=t-repeat", "slurm/train.sh", "--data-dir", mnist_dir, "--output-dir", tmp_path,
+                  *RECOVER)
+    job = done.stdout.strip()
+    log = log_of("t-repeat", job)
+    assert done.returncode != 0 and "not restarting again" in log, log
+    # from step 0 it crashed at 13; from the checkpoint at 10 at 13 again: the second identical failure
+    assert log.count("restarting it from the run's latest checkpoint") == 2, log
+    state = _job_state(cluster, job)
+    assert "JobState=FAILED" in state and "Restarts=0" in state

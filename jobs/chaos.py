@@ -1,0 +1,108 @@
+"""Chaos job: train, and kill or freeze a random rank at a random moment, N times; the job must end
+by itself with the weights of an uninterrupted run.
+
+    python jobs/chaos.py [--faults 3] [--processes 2] [--seed 0] [--hang-timeout 10]
+
+Runs `accelerate launch --max_restarts <faults + 2> --rdzv_backend c10d -m lenet_dist train` on a
+3000-image, 3-epoch job (checkpoints every 5 steps), first uninterrupted, then with the faults:
+SIGKILL (a crash) or SIGSTOP (a hang, found by checkpoint.hang_timeout_s) to a random worker, each
+at a random step of a new attempt. Prints what it did, the recovery times and whether the final
+weights are bit-identical; exit 1 if not. Local processes only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+ARGS = ["--set", "data.train_subset=3000", "--epochs", "3", "--set", "checkpoint.every_steps=5", "--seed", "3",
+        "--set", "train.log_every_steps=1", "--tracking", "disabled"]
+
+
+def _launch(nproc: int, out: Path, restarts: int, hang: float, data: Path) -> subprocess.Popen:
+    port = str(random.randint(20000, 40000))
+    cmd = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", str(nproc), "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", port,
+           "--max_restarts", str(restarts), "--rdzv_backend", "c10d", "-m", "lenet_dist", "train", "--data-dir",
+           str(data), "--output-dir", str(out), "--run-name", "run", *ARGS, "--set",
+           f"checkpoint.hang_timeout_s={hang}"]
+    env = {**os.environ, "WANDB_MODE": "disabled", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.Popen(cmd, cwd=out, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _step(metrics: Path) -> int:
+    lines = metrics.read_text().splitlines() if metrics.exists() else []
+    return json.loads(lines[-1])["step"] if lines else 0
+
+
+def _workers(restart: int) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"TORCHELASTIC_RESTART_COUNT={restart}".encode() in env and b"lenet_dist" in cmd and \
+                b"accelerate" not in cmd and any(e.startswith(b"RANK=") for e in env):
+            found.append(int(pid))
+    return found
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--faults", type=int, default=3)
+    p.add_argument("--processes", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hang-timeout", type=float, default=10.0)
+    p.add_argument("--data-dir", type=Path, default=REPO / "data")
+    a = p.parse_args()
+    rng = random.Random(a.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        ref, out = Path(tmp) / "ref", Path(tmp) / "chaos"
+        ref.mkdir()
+        out.mkdir()
+        t0 = time.time()
+        assert _launch(a.processes, ref, 0, a.hang_timeout, a.data_dir).wait() == 0, "the reference run failed"
+        clean = time.time() - t0
+        job, t0, stopped = _launch(a.processes, out, a.faults + 3, a.hang_timeout, a.data_dir), time.time(), []
+        for restart in range(a.faults):
+            at = _step(out / "run" / "metrics.jsonl") + rng.randint(2, 20)
+            while _step(out / "run" / "metrics.jsonl") < at and job.poll() is None:
+                time.sleep(0.05)
+            victims = _workers(restart)
+            if job.poll() is not None or not victims:
+                print(f"fault {restart + 1}: the job had already finished; stopping the faults here")
+                break
+            pid, how = rng.choice(victims), rng.choice([signal.SIGKILL, signal.SIGSTOP])
+            os.kill(pid, how)
+            stopped += [pid] if how == signal.SIGSTOP else []
+            print(f"fault {restart + 1}: {how.name} to worker pid {pid} at step {_step(out / 'run' / 'metrics.jsonl')}")
+            while job.poll() is None and not _workers(restart + 1):
+                time.sleep(0.2)
+        code = job.wait(timeout=1800)
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        chaos = time.time() - t0
+        same = (out / "run" / "model" / "model.safetensors").read_bytes() == \
+            (ref / "run" / "model" / "model.safetensors").read_bytes() if code == 0 else False
+        attempts = json.loads((out / "run" / "summary.json").read_text())["attempts"] if code == 0 else []
+        print(f"uninterrupted {clean:.1f} s; with faults {chaos:.1f} s, exit {code}, {len(attempts)} attempts; "
+              f"final weights {'bit-identical' if same else 'DIFFERENT'}")
+    sys.exit(0 if same else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Every start of a run is an attempt, recorded in <run>/attempts.jsonl (main process only):
+
+    {"kind": "start", "attempt": 2, "resumed_from_step": 120, "launcher_restart": 1, ...}
+    {"kind": "failure", "attempt": 2, "rank": 0, "node": "n1", "step": 131, "cause": "…"}
+    {"kind": "end", "attempt": 2, "status": "completed"}
+
+An attempt with no "end" line crashed (SIGKILL, OOM, a segfault leave nothing else). Restarts are
+the launcher's (torchrun's elastic agent, slurm/train.sh); this module decides whether one more is
+sensible: not after `max_restarts` crashes in a row, and not when the last attempt crashed before
+getting past the checkpoint the crash before it left (the second identical failure: a bug at a
+fixed step must not loop for hours).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from lenet_dist.errors import EXIT_GAVE_UP, PeerLost, UserError
+
+FILE = "attempts.jsonl"
+
+
+class GaveUp(UserError):
+    exit_code = EXIT_GAVE_UP
+
+
+def read(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append(run_dir: Path, record: dict[str, Any]) -> None:
+    """One line, appended and flushed (a crash right after must not lose it)."""
+    with open(Path(run_dir) / FILE, "a") as fh:
+        fh.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record}) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def crashed_in_a_row(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The start records of the attempts that crashed since the last one that ended, newest first."""
+    ended = {r["attempt"] for r in records if r["kind"] == "end"}
+    out = []
+    for r in reversed([r for r in records if r["kind"] == "start"]):
+        if r["attempt"] in ended:
+            break
+        out.append(r)
+    return out
+
+
+def refusal(records: list[dict[str, Any]], resumed_from_step: int, max_restarts: int) -> str | None:
+    """Why this attempt must not run, or None."""
+    crashes = crashed_in_a_row(records)
+    if len(crashes) >= 2 and crashes[0]["resumed_from_step"] == resumed_from_step:
+        return (f"the last two attempts crashed, the second before it got past the checkpoint at step "
+                f"{resumed_from_step} that the first left; not restarting again: a crash at the same place every "
+                f"time is a bug, not bad luck (see {FILE} and the log)")
+    if len(crashes) > max_restarts:
+        return (f"{len(crashes)} attempts in a row crashed (checkpoint.max_restarts = {max_restarts}); not restarting "
+                f"again (see {FILE} and the log)")
+    return None
+
+
+def begin(run_dir: Path, resumed_from_step: int, max_restarts: int, launcher_restart: int) -> int:
+    """Record this attempt's start (main process), or raise GaveUp; returns the attempt number."""
+    records = read(run_dir)
+    why = refusal(records, resumed_from_step, max_restarts)
+    if why:
+        raise GaveUp(why)
+    attempt = 1 + max((r["attempt"] for r in records), default=0)
+    append(run_dir, {"kind": "start", "attempt": attempt, "resumed_from_step": resumed_from_step,
+                     "launcher_restart": launcher_restart, "host": socket.gethostname(), "pid": os.getpid(),
+                     **{k: v for k, v in os.environ.items() if k in ("SLURM_JOB_ID", "SLURM_RESTART_COUNT")}})
+    return attempt
+
+
+def peer_lost(run_dir: Path, attempt: int, rank: int, step: int, exc: BaseException) -> PeerLost:
+    """Record which rank saw what (any rank may), and the error that ends this attempt so the launcher
+    restarts the job."""
+    from lenet_dist.training.distributed import node_name
+
+    cause = f"a peer rank died or stopped answering ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+    append(run_dir, {"kind": "failure", "attempt": attempt, "rank": rank, "node": node_name(), "step": step,
+                     "cause": cause})
+    return PeerLost(f"rank {rank} on {node_name()} at step {step}: {cause}; ending this attempt so the job "
+                    "restarts from its latest checkpoint")
+
+
+def summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per attempt for summary.json: where it started, how it ended, why."""
+    out = []
+    for start in (r for r in records if r["kind"] == "start"):
+        n = start["attempt"]
+        end = next((r for r in records if r["kind"] == "end" and r["attempt"] == n), None)
+        failures = [r for r in records if r["kind"] == "failure" and r["attempt"] == n]
+        out.append({"attempt": n, "started": start["time"], "resumed_from_step": start["resumed_from_step"],
+                    "ended": end["status"] if end else "crashed",
+                    "failures": [{k: f[k] for k in ("rank", "node", "step", "cause", "time")} for f in failures]})
+    return out

@@ -1,0 +1,95 @@
+"""Runs that recover by themselves, on real processes: a worker SIGKILLed or SIGSTOPped mid-run
+under `accelerate launch --max_restarts`, and a crash that repeats at the same step."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from lenet_dist.errors import EXIT_GAVE_UP
+
+from ..conftest import cli_env, launch, launch_cmd, one_error_line, read_summary, run_cli, wait_until_step
+
+pytestmark = pytest.mark.slow
+# 3000 images, batch 128: 23 steps per epoch, 2 epochs, a training state every 5 steps
+ARGS = ["--set", "data.train_subset=3000", "--epochs", "2", "--set", "checkpoint.every_steps=5", "--seed", "3",
+        "--set", "train.log_every_steps=1", "--tracking", "disabled"]
+RESTARTS = ("--max_restarts", "3", "--rdzv_backend", "c10d")  # c10d: a restarted group meets afresh
+
+
+@pytest.fixture(scope="module")
+def reference(mnist_dir: Path, tmp_path_factory) -> bytes:
+    """The same 2-process run, uninterrupted."""
+    out = tmp_path_factory.mktemp("reference")
+    proc = launch(2, "train", "--data-dir", mnist_dir, "--output-dir", out, "--run-name", "ref", *ARGS, cwd=out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return (out / "ref" / "model" / "model.safetensors").read_bytes()
+
+
+def _worker(rank: int, launcher: int) -> int:
+    """The pid of the training worker with this RANK under the launcher process."""
+    for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in env and b"lenet_dist" in cmd and pid != launcher and \
+                b"TORCHELASTIC_RESTART_COUNT=0" in env:
+            return pid
+    raise AssertionError(f"no worker with RANK={rank}")
+
+
+def _start(mnist_dir: Path, tmp_path: Path, *extra: str) -> subprocess.Popen:
+    cmd = launch_cmd(2, "train", "--data-dir", mnist_dir, "--output-dir", tmp_path, "--run-name", "run", *ARGS,
+                     *extra, launcher_args=RESTARTS)
+    return subprocess.Popen(cmd, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSTOP])
+def test_a_dead_or_hung_worker_restarts_the_job_which_finishes_bit_identical(how, reference: bytes, mnist_dir: Path,
+                                                                              tmp_path: Path):
+    timeout = 8
+    proc = _start(mnist_dir, tmp_path, "--set", f"checkpoint.hang_timeout_s={timeout}")
+    wait_until_step(tmp_path / "run" / "metrics.jsonl", 12)
+    victim = _worker(1, proc.pid)
+    t0 = time.time()
+    os.kill(victim, how)
+    try:
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if how == signal.SIGSTOP:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+    assert proc.returncode == 0, err[-3000:]
+    assert (tmp_path / "run" / "model" / "model.safetensors").read_bytes() == reference, "bit-identical"
+    s = read_summary(tmp_path / "run")
+    assert s["status"] == "completed" and s["global_step"] == 46 and [h["epoch"] for h in s["history"]] == [1, 2]
+    assert [a["ended"] for a in s["attempts"]] == ["crashed", "completed"]
+    failure = s["attempts"][0]["failures"][0]
+    assert failure["rank"] == 0 and "peer rank died or stopped answering" in failure["cause"], s["attempts"]
+    assert s["attempts"][1]["resumed_from_step"] >= 10, "resumed from its checkpoint, not from scratch"
+    assert "ending this attempt so the job restarts" in err
+    # a SIGSTOPped worker is noticed after the hang timeout, and the launcher needs up to 30 s to kill it
+    assert time.time() - t0 < 120 + (timeout + 30 if how == signal.SIGSTOP else 0)
+
+
+def test_a_crash_at_the_same_step_gives_up_after_two_attempts(mnist_dir: Path, tmp_path: Path):
+    """As any restarter (slurm/train.sh, torchrun, a person) would run it: again, with --resume auto."""
+    env = cli_env(LENET_DIST_FAULT="at-step:13")
+    codes, err = [], ""
+    for _ in range(3):
+        proc = run_cli("train", "--data-dir", mnist_dir, "--output-dir", tmp_path, "--run-name", "run", *ARGS,
+                       "--resume", "auto", cwd=tmp_path, env=env)
+        codes.append(proc.returncode)
+        err = proc.stderr
+    assert codes == [-signal.SIGKILL, -signal.SIGKILL, EXIT_GAVE_UP]
+    assert "the second before it got past the checkpoint at step 10" in one_error_line(proc)
+    records = [json.loads(line) for line in (tmp_path / "run" / "attempts.jsonl").read_text().splitlines()]
+    assert [r["resumed_from_step"] for r in records if r["kind"] == "start"] == [0, 10], err

@@ -1,0 +1,45 @@
+"""When restarting is sensible: the attempt log, in-process."""
+
+from pathlib import Path
+
+import pytest
+
+from lenet_dist.training import attempts
+
+
+def _log(run_dir: Path, *history: tuple[int, str]) -> None:
+    for n, (start, ended) in enumerate(history, 1):
+        attempts.append(run_dir, {"kind": "start", "attempt": n, "resumed_from_step": start})
+        if ended != "crashed":
+            attempts.append(run_dir, {"kind": "end", "attempt": n, "status": ended})
+
+
+def test_a_crash_that_made_progress_is_restarted(tmp_path: Path):
+    _log(tmp_path, (0, "crashed"), (10, "crashed"))
+    assert attempts.begin(tmp_path, 20, max_restarts=3, launcher_restart=2) == 3
+
+
+def test_the_second_crash_without_progress_gives_up(tmp_path: Path):
+    _log(tmp_path, (0, "crashed"), (10, "crashed"))
+    with pytest.raises(attempts.GaveUp, match="checkpoint at step 10"):
+        attempts.begin(tmp_path, 10, max_restarts=3, launcher_restart=2)
+    assert len([r for r in attempts.read(tmp_path) if r["kind"] == "start"]) == 2, "the refused one is not logged"
+
+
+def test_too_many_crashes_in_a_row_give_up(tmp_path: Path):
+    _log(tmp_path, (0, "crashed"), (10, "crashed"), (20, "crashed"), (30, "crashed"))
+    with pytest.raises(attempts.GaveUp, match="max_restarts = 3"):
+        attempts.begin(tmp_path, 40, max_restarts=3, launcher_restart=0)
+
+
+def test_a_clean_stop_resets_the_count(tmp_path: Path):
+    _log(tmp_path, (0, "crashed"), (10, "stopped"), (10, "crashed"))
+    assert attempts.begin(tmp_path, 10, max_restarts=3, launcher_restart=0) == 4
+
+
+def test_the_summary_says_how_each_attempt_ended(tmp_path: Path):
+    _log(tmp_path, (0, "crashed"), (10, "completed"))
+    attempts.append(tmp_path, {"kind": "failure", "attempt": 1, "rank": 0, "node": "n1", "step": 12, "cause": "x"})
+    got = attempts.summary(attempts.read(tmp_path))
+    assert [(a["resumed_from_step"], a["ended"]) for a in got] == [(0, "crashed"), (10, "completed")]
+    assert got[0]["failures"][0]["step"] == 12 and got[1]["failures"] == []
