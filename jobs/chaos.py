@@ -47,6 +47,7 @@ def _step(metrics: Path) -> int:
 
 
 def _workers(restart: int) -> list[int]:
+    """The training workers of the group the elastic agent restarted `restart` times."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -54,10 +55,16 @@ def _workers(restart: int) -> list[int]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if f"TORCHELASTIC_RESTART_COUNT={restart}".encode() in env and b"lenet_dist" in cmd and \
-                b"accelerate" not in cmd and any(e.startswith(b"RANK=") for e in env):
+        count = next((int(e.split(b"=")[1]) for e in env if e.startswith(b"TORCHELASTIC_RESTART_COUNT=")), -1)
+        if count == restart and b"lenet_dist" in cmd and b"accelerate" not in cmd and \
+                any(e.startswith(b"RANK=") for e in env):
             found.append(int(pid))
     return found
+
+
+def _starts(run: Path) -> list[dict]:
+    lines = (run / "attempts.jsonl").read_text().splitlines() if (run / "attempts.jsonl").exists() else []
+    return [r for r in map(json.loads, lines) if r["kind"] == "start"]
 
 
 def main() -> None:
@@ -77,19 +84,22 @@ def main() -> None:
         assert _launch(a.processes, ref, 0, a.hang_timeout, a.data_dir).wait() == 0, "the reference run failed"
         clean = time.time() - t0
         job, t0, stopped = _launch(a.processes, out, a.faults + 3, a.hang_timeout, a.data_dir), time.time(), []
-        for restart in range(a.faults):
+        for fault in range(a.faults):
+            while not _starts(out / "run") and job.poll() is None:
+                time.sleep(0.1)
+            starts = _starts(out / "run")
             at = _step(out / "run" / "metrics.jsonl") + rng.randint(2, 20)
             while _step(out / "run" / "metrics.jsonl") < at and job.poll() is None:
                 time.sleep(0.05)
-            victims = _workers(restart)
+            victims = _workers(starts[-1]["launcher_restart"]) if starts else []
             if job.poll() is not None or not victims:
-                print(f"fault {restart + 1}: the job had already finished; stopping the faults here")
+                print(f"fault {fault + 1}: the job had already finished; stopping the faults here")
                 break
             pid, how = rng.choice(victims), rng.choice([signal.SIGKILL, signal.SIGSTOP])
             os.kill(pid, how)
             stopped += [pid] if how == signal.SIGSTOP else []
-            print(f"fault {restart + 1}: {how.name} to worker pid {pid} at step {_step(out / 'run' / 'metrics.jsonl')}")
-            while job.poll() is None and not _workers(restart + 1):
+            print(f"fault {fault + 1}: {how.name} to worker pid {pid} at step {_step(out / 'run' / 'metrics.jsonl')}")
+            while job.poll() is None and len(_starts(out / "run")) == len(starts):  # until the next attempt runs
                 time.sleep(0.2)
         code = job.wait(timeout=1800)
         for pid in stopped:
