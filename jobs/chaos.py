@@ -48,18 +48,10 @@ def _step(metrics: Path) -> int:
 
 def _workers(restart: int) -> list[int]:
     """The training workers of the group the elastic agent restarted `restart` times."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        count = next((int(e.split(b"=")[1]) for e in env if e.startswith(b"TORCHELASTIC_RESTART_COUNT=")), -1)
-        if count == restart and b"lenet_dist" in cmd and b"accelerate" not in cmd and \
-                any(e.startswith(b"RANK=") for e in env):
-            found.append(int(pid))
-    return found
+    from lenet_dist.faults import processes_with
+
+    return [pid for pid in processes_with({"TORCHELASTIC_RESTART_COUNT": str(restart)})
+            if b"RANK=" in Path(f"/proc/{pid}/environ").read_bytes()]
 
 
 def _starts(run: Path) -> list[dict]:

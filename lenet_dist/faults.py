@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 _counts: dict[str, int] = {}
 
@@ -26,3 +27,19 @@ def crash_point(point: str, global_step: int | None = None) -> None:
     _counts[point] = _counts.get(point, 0) + 1
     if _counts[point] == int(n or 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def processes_with(env: dict[str, str], cmd_has: str = "lenet_dist", cmd_lacks: str = "accelerate") -> list[int]:
+    """Pids of this machine's processes whose environment holds every env item and whose command line
+    holds `cmd_has` and not `cmd_lacks`: how crash tests and jobs/chaos.py find the worker to kill."""
+    want = [f"{k}={v}".encode() for k, v in env.items()]
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environ = set(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if all(w in environ for w in want) and cmd_has.encode() in cmd and cmd_lacks.encode() not in cmd:
+            found.append(int(pid))
+    return found

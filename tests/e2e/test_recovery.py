@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from lenet_dist.errors import EXIT_GAVE_UP
+from lenet_dist.faults import processes_with
 
 from ..conftest import cli_env, launch, launch_cmd, one_error_line, read_summary, run_cli, wait_until_step
 
@@ -31,18 +32,10 @@ def reference(mnist_dir: Path, tmp_path_factory) -> bytes:
     return (out / "ref" / "model" / "model.safetensors").read_bytes()
 
 
-def _worker(rank: int, launcher: int) -> int:
-    """The pid of the training worker with this RANK under the launcher process."""
-    for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
-        try:
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if f"RANK={rank}".encode() in env and b"lenet_dist" in cmd and pid != launcher and \
-                b"TORCHELASTIC_RESTART_COUNT=0" in env:
-            return pid
-    raise AssertionError(f"no worker with RANK={rank}")
+def _worker(rank: int) -> int:
+    """The pid of the first attempt's training worker with this RANK."""
+    [pid] = processes_with({"RANK": str(rank), "TORCHELASTIC_RESTART_COUNT": "0"})
+    return pid
 
 
 def _start(mnist_dir: Path, tmp_path: Path, *extra: str) -> subprocess.Popen:
@@ -63,7 +56,7 @@ def test_a_dead_or_hung_worker_restarts_the_job_which_finishes_bit_identical(how
     timeout = 8
     proc = _start(mnist_dir, tmp_path, "--set", f"checkpoint.hang_timeout_s={timeout}")
     wait_until_step(tmp_path / "run" / "metrics.jsonl", 12)
-    victim = _worker(1, proc.pid)
+    victim = _worker(1)
     t0 = time.time()
     os.kill(victim, how)
     try:

@@ -176,16 +176,10 @@ RECOVER = ["--set", "data.train_subset=6000", "--epochs", "2", "--set", "checkpo
 
 
 def _pid_of(node: str, rank: int) -> int:
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if f"SLURMD_NODENAME={node}".encode() in env and f"RANK={rank}".encode() in env and \
-                b"lenet_dist" in cmd and b"accelerate" not in cmd:
-            return int(pid)
-    raise AssertionError(f"no rank {rank} on {node}")
+    from lenet_dist.faults import processes_with
+
+    [pid] = processes_with({"SLURMD_NODENAME": node, "RANK": str(rank)})
+    return pid
 
 
 def test_a_killed_rank_on_the_second_node_restarts_the_step_and_the_job_completes(cluster, mnist_dir: Path,
