@@ -13,11 +13,7 @@ import gzip
 import logging
 import os
 import shutil
-import subprocess
-import tarfile
 import tempfile
-import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from filelock import FileLock

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lenet_dist.data.tensors import read_idx
 from lenet_dist.data.datasets import DatasetSpec
-from lenet_dist.errors import ConfigError
 from lenet_dist.data.paper import digit_photo, number_photo
+from lenet_dist.data.tensors import read_idx
+from lenet_dist.errors import ConfigError
 
 
 def _user_like(digit: np.ndarray, rng: np.random.Generator, png_only: bool) -> tuple[Image.Image, str]:
