@@ -136,6 +136,8 @@ class RunSummary(_Record):
     slurm: dict[str, str]
     attempts: list[dict[str, Any]] = []  # every start of this run: where from, how it ended, failures seen
     stop_signal: str | None = None  # stopped runs only: what asked for the stop
+    started_at: float | None = None  # this attempt's process start (unix time): the benchmark's clock
+    startup_seconds: dict[str, float] = {}  # seconds since that start at each milestone up to the first step
 
     FILE: ClassVar[str] = "summary.json"
 

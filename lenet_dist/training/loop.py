@@ -33,11 +33,13 @@ from lenet_dist.training.summary import (
     finish,
     run_summary,
 )
+from lenet_dist.training.timeline import Timeline
 
 
 class TrainLoop:
     def __init__(self, cfg: Config, procs: Processes, data: TrainingData, run_dir: Path, model, optimizer,
-                 scheduler, checkpointer: Checkpointer, tracker: Tracker, start: Restored, attempt: int = 1):
+                 scheduler, checkpointer: Checkpointer, tracker: Tracker, start: Restored, attempt: int = 1,
+                 timeline: Timeline | None = None):
         self.cfg, self.procs, self.data, self.run_dir = cfg, procs, data, run_dir
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.checkpointer, self.tracker = checkpointer, tracker
@@ -46,6 +48,7 @@ class TrainLoop:
         self.reporter = ProgressReporter(procs.is_main, cfg.train.epochs, data.steps_per_epoch)
         self._clock = time.perf_counter()
         self.attempt = attempt
+        self.timeline = timeline or Timeline()
         self._last_save = time.monotonic()
 
     def run(self) -> RunSummary:
@@ -86,6 +89,7 @@ class TrainLoop:
         window = LossWindow(self.procs.device)
         for step in range(self.progress.step_in_epoch, self.data.steps_per_epoch):
             window.add(self._run_batch(order, epoch, step))
+            self.timeline.mark("first_step")
             crash_point("after-step", self.progress.global_step + 1)
             p = self.progress
             p.step_in_epoch, p.global_step = step + 1, p.global_step + 1

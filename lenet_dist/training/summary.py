@@ -47,7 +47,8 @@ def run_summary(loop: TrainLoop, final: EvalResult | None, status: str, stop_sig
         resumed=loop.resumed_from is not None, resumed_from=str(loop.resumed_from) if loop.resumed_from else None,
         restarts=p.restarts, history=loop.history, checkpoint=str(loop.run_dir / "model") if final else None,
         tracking=TrackingInfo(mode=loop.tracker.mode, run_id=loop.tracker.run_id), slurm=slurm_info(),
-        attempts=attempts.summary(attempts.read(loop.run_dir)) if loop.procs.is_main else [], stop_signal=stop_signal)
+        attempts=attempts.summary(attempts.read(loop.run_dir)) if loop.procs.is_main else [], stop_signal=stop_signal,
+        started_at=PROCESS_START, startup_seconds=loop.timeline.marks)
 
 
 def checkpoint_meta(loop: TrainLoop, result: EvalResult | None) -> CheckpointMeta:

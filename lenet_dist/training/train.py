@@ -27,22 +27,28 @@ from lenet_dist.training.loop import TrainLoop
 from lenet_dist.training.optim import build_optimizer, build_scheduler
 from lenet_dist.training.run_dir import claimed_run_dir
 from lenet_dist.training.summary import run_config
+from lenet_dist.training.timeline import Timeline
 
 log = logging.getLogger("lenet_dist.train")
 
 
 def train(cfg: Config, resume: str | None = None) -> RunSummary:
     """Run the training job; return the summary (also written to <run_dir>/summary.json)."""
+    timeline = Timeline()
+    timeline.mark("imports")
     procs = start_processes(cfg.train.mixed_precision, cfg.train.grad_accum_steps, cfg.train.batch_size,
                             cfg.checkpoint.hang_timeout_s)
     if elastic_restart() and resume != "auto":  # the launcher restarted us after a crash: continue the run
         resume = "auto"
+    timeline.mark("process_group")
     data = load_data(cfg, procs)
+    timeline.mark("data")
     with claimed_run_dir(cfg, procs, resume) as run_dir:
         torch.manual_seed(cfg.train.seed)
         model = LeNet5(1, len(data.spec.classes)).to(procs.device, memory_format=memory_format(cfg))
         optimizer = build_optimizer(cfg, model)
         scheduler = build_scheduler(cfg, optimizer, data.total_steps)
+        timeline.mark("model_and_optimizer")
         start = restore(run_dir, resume, model, optimizer, scheduler, procs, data)
         attempt = begin_attempt(run_dir, start, cfg, procs)
         if procs.is_main:  # only once a resume has loaded: a failed one changes nothing
@@ -56,8 +62,9 @@ def train(cfg: Config, resume: str | None = None) -> RunSummary:
         if procs.is_main:
             log.info("run %s: %s, %d process(es) on %s, precision %s, W&B %s", run_dir, data.spec.name, procs.world,
                      procs.device.type, procs.acc.mixed_precision, tracker.mode)
+        timeline.mark("run_setup")  # run dir, resume, accelerate prepare, tracker
         loop = TrainLoop(cfg, procs, data, run_dir, model, optimizer, scheduler, checkpointer, tracker, start,
-                         attempt)
+                         attempt, timeline)
         return loop.run()
 
 

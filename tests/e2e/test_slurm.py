@@ -215,3 +215,29 @@ def test_a_crash_at_the_same_step_fails_the_job_once_and_is_not_requeued(cluster
     assert log.count("restarting it from the run's latest checkpoint") == 2, log
     state = _job_state(cluster, job)
     assert "JobState=FAILED" in state and "Restarts=0" in state
+
+
+def _scontrol(cluster, *args: str, check: bool = True) -> None:
+    subprocess.run(["scontrol", *args], env=cluster, check=check, capture_output=True)
+
+
+def test_a_lost_node_makes_slurm_requeue_the_job_and_it_completes_on_the_nodes_it_gets(cluster, mnist_dir: Path,
+                                                                                      tmp_path: Path):
+    # the node goes away without warning: SLURM (not the job) notices, kills the job and requeues it
+    # (--requeue); when two nodes are up again the job resumes its own run from its last checkpoint
+    job = sbatch(cluster, "--job-name=t-lost", "--nodes=2", "slurm/train.sh", "--data-dir", mnist_dir,
+                 "--output-dir", tmp_path, *RECOVER, wait=False).stdout.strip()
+    run = tmp_path / f"t-lost-{job}"
+    _wait(lambda: _last_step(run / "metrics.jsonl") >= 12, 180, "12 training steps")
+    _scontrol(cluster, "update", "NodeName=n2", "State=DOWN", "Reason=lenet-dist-test-lost-node")
+    try:
+        _wait(lambda: re.search(r"Restarts=[1-9]", _job_state(cluster, job)), 120, "SLURM to requeue the job")
+    finally:
+        _scontrol(cluster, "update", "NodeName=n2", "State=RESUME")
+    _scontrol(cluster, "update", f"JobId={job}", "StartTime=now", check=False)  # skip the requeue's begin-time delay
+    _wait(lambda: "JobState=COMPLETED" in _job_state(cluster, job), 300, "COMPLETED")
+    assert [p.name for p in tmp_path.iterdir()] == [run.name], "one run directory"
+    s = read_summary(run)
+    assert s["status"] == "completed" and s["world_size"] == 2 and s["resumed"], s
+    assert s["slurm"]["slurm_restart_count"] == "1" and s["global_step"] == 2 * (6000 // 128)
+    assert "restart 1" in log_of("t-lost", job)

@@ -64,6 +64,10 @@ def test_run_summary_has_what_other_tools_read(small_run: Path):
     assert set(s["history"][0]) >= {"epoch", "train_loss", "test_loss", "test_accuracy", "epoch_seconds",
                                     "elapsed_seconds"}
     assert s["test_accuracy"] > 0.85
+    marks = list(s["startup_seconds"].items())  # where start-up went, in order, up to the first step
+    assert [k for k, _ in marks] == ["imports", "process_group", "data", "model_and_optimizer", "run_setup",
+                                     "first_step"]
+    assert all(0 < a <= b for (_, a), (_, b) in zip(marks, marks[1:], strict=False)) and s["started_at"] > 1.7e9
     saved = (small_run / "config.yaml").read_text()
     assert "train_subset: 6000" in saved
 
