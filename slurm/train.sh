@@ -122,7 +122,8 @@ done
 echo "lenet-dist: job step ended with exit code $RC, run status '${STATUS:-none}' $(date -Is)"
 if [ "$STATUS" = "stopped" ]; then
   if [ "$REQUEUE" -eq 0 ]; then
-    echo "lenet-dist: not requeueing (stopped by SIGTERM); continue later with: sbatch slurm/train.sh" \
+    echo "lenet-dist: not requeueing it myself (stopped by SIGTERM); if SLURM requeues the job (a preemption," \
+         "a lost node) it resumes by itself, else continue later with: sbatch slurm/train.sh" \
          "--run-name $(basename "$RUN_DIR") <same arguments>"
     exit $EXIT_RESUMABLE
   fi

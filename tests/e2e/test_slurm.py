@@ -128,7 +128,8 @@ def test_scancel_ends_the_job_checkpointed_and_resubmitting_the_run_name_resumes
     _wait(lambda: _last_step(run / "metrics.jsonl") >= 40, 180, "40 training steps")
     subprocess.run(["scancel", job], env=cluster, check=True)  # a person cancelling: plain SIGTERM
     _wait(lambda: "JobState=CANCELLED" in _job_state(cluster, job), 60, "CANCELLED")
-    _wait(lambda: "not requeueing (stopped by SIGTERM)" in log_of("t-cancel", job), 40, "the script's last line")
+    _wait(lambda: "not requeueing it myself (stopped by SIGTERM)" in log_of("t-cancel", job), 40,
+          "the script's last line")
     time.sleep(3)
     state = _job_state(cluster, job)
     assert "JobState=CANCELLED" in state and "Restarts=0" in state, state
@@ -233,7 +234,7 @@ def test_a_lost_node_makes_slurm_requeue_the_job_and_it_completes_on_the_nodes_i
     try:
         _wait(lambda: re.search(r"Restarts=[1-9]", _job_state(cluster, job)), 120, "SLURM to requeue the job")
     finally:
-        _scontrol(cluster, "update", "NodeName=n2", "State=RESUME")
+        _scontrol(cluster, "update", "NodeName=n2", "State=RESUME", check=False)  # ReturnToService may have done it
     _scontrol(cluster, "update", f"JobId={job}", "StartTime=now", check=False)  # skip the requeue's begin-time delay
     _wait(lambda: "JobState=COMPLETED" in _job_state(cluster, job), 300, "COMPLETED")
     assert [p.name for p in tmp_path.iterdir()] == [run.name], "one run directory"
