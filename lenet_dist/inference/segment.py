@@ -61,7 +61,10 @@ def _columns(ink: Ink) -> list[list[Box]]:
         if gap > 0.3 * typical or at_border:
             continue  # a speck on its own, or what is left of a line at the photo's edge
         (merged[-1] if j < i and merged else groups[j]).extend(g)
-    return merged
+    # dashes stacked in one column (what is left of grid lines at the photo's edge) are not a digit:
+    # every digit has a stroke of some height
+    digits = [g for g in merged if any(b[4] >= 0.3 * typical for b in g)]
+    return digits or merged
 
 
 def digit_columns(ink: Ink) -> list[list[Box]]:
@@ -72,7 +75,7 @@ def digit_columns(ink: Ink) -> list[list[Box]]:
     for g in groups:
         x0, y0, x1, y1 = _span(g)
         w, h = x1 - x0, y1 - y0
-        if w > 1.3 * h and (w > 1.6 * typical_width or len(groups) == 1 and w > 1.4 * h):
+        if w > 1.6 * h and (w > 1.6 * typical_width or len(groups) == 1 and w > 1.4 * h):
             raise SegmentationError(f"digits touch or overlap (a piece of ink {w}x{h} px, wider than any digit); "
                                     "leave a gap between digits")
     return groups
