@@ -121,3 +121,27 @@ def test_touching_digits_are_an_error_not_a_guess(digits: np.ndarray):
         box -= np.minimum(200 * g / 255, box)
     with pytest.raises(PreprocessError, match="touch"):
         to_digits(np.clip(page, 0, 255).astype(np.uint8))
+
+
+def test_a_faint_stroke_written_along_a_ruled_line_is_kept():
+    from lenet_dist.inference.ink import find_ink
+
+    page = np.full((120, 200), 230.0, dtype=np.float32)
+    page[58:61, :] -= 40  # a ruled line across the page
+    page[30:90, 95:99] -= 35  # a faint pencil stroke crossing it (a 1)
+    page[58:61, 99:140] -= 35  # and one along it, on top of the line: the bar of a 7 or a 5
+    ink = find_ink(np.clip(page, 0, 255).astype(np.uint8))
+    row = ink.strength[int(59 * ink.strength.shape[0] / 120)]
+    scale = ink.strength.shape[1] / 200
+    assert row[int(120 * scale)] > 0.2, "the stroke on the line stays"
+    assert row[int(20 * scale)] < 0.05 and row[int(180 * scale)] < 0.05, "the line itself goes"
+
+
+def test_a_wide_digit_in_a_row_is_a_digit_not_two_touching(digits: np.ndarray):
+    from lenet_dist.inference.preprocess import to_digits
+
+    page = np.full((110, 330), 235.0, dtype=np.float32)
+    for k, (d, width) in enumerate(((digits[0], 50), (digits[1], 100), (digits[2], 50))):  # the middle one flat
+        g = np.asarray(Image.fromarray(d).resize((width, 70)), dtype=np.float32) / 255
+        page[20:90, 10 + 105 * k:10 + 105 * k + width] -= 200 * g
+    assert len(to_digits(np.clip(page, 0, 255).astype(np.uint8))) == 3
