@@ -4,6 +4,7 @@ moment, so crash-resume tests are deterministic. Unset (always, outside tests): 
     after-step:<n>    the n-th time this process finishes a step
     during-save:<n>   the n-th checkpoint this process writes, after its weights file
     at-step:<g>       whenever global step g finishes, in every attempt (a crash that repeats)
+    …@<rank>          only in the process with that RANK (a crash of one worker), e.g. after-step:12@1
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ _counts: dict[str, int] = {}
 def crash_point(point: str, global_step: int | None = None) -> None:
     spec = os.environ.get("LENET_DIST_FAULT")
     if not spec:
+        return
+    spec, _, rank = spec.partition("@")
+    if rank and os.environ.get("RANK", "0") != rank:
         return
     want, _, n = spec.partition(":")
     if want == "at-step" and point == "after-step" and global_step == int(n):

@@ -61,10 +61,28 @@ def make_accelerator(mixed_precision: str, grad_accum_steps: int = 1, timeout_s:
     # a rank that dies or hangs leaves its peers waiting in a collective: they give up after timeout_s
     # (checkpoint.hang_timeout_s for training) instead of the default 30 minutes
     pg = InitProcessGroupKwargs(timeout=timedelta(seconds=timeout_s))
+    if use_cpu and env_world_size() > 1:
+        _join_gloo_group(timedelta(seconds=timeout_s))
     accelerator = Accelerator(cpu=use_cpu, mixed_precision=mixed_precision, kwargs_handlers=[pg],
                               gradient_accumulation_steps=grad_accum_steps)
     atexit.register(_close_gloo_at_exit)
     return accelerator
+
+
+def _join_gloo_group(timeout: timedelta) -> None:
+    """Join the CPU (gloo) group under a key prefix of this launcher attempt.
+
+    Trap: after torchrun's elastic agent restarted a group, gloo's full-mesh connect sometimes read
+    a peer address the previous attempt left in the store: "Connection refused", or both ranks
+    waiting for each other to connect until the join timeout (seen here: 10 minutes). Keys under
+    `attempt-<TORCHELASTIC_RESTART_COUNT>/` cannot be stale. accelerate uses the joined group."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    store, rank, world = next(dist.rendezvous("env://", timeout=timeout))
+    store = dist.PrefixStore(f"lenet-dist/attempt-{elastic_restart()}", store)
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world, timeout=timeout)
 
 
 @dataclass
@@ -112,7 +130,9 @@ def start_processes(mixed_precision: str, grad_accum_steps: int, global_batch: i
     may take minutes (a slow node, a restart after a crash); once joined, a collective that waits
     longer than hang_timeout_s means a peer is dead or hung."""
     try:
-        acc = make_accelerator(mixed_precision, grad_accum_steps)
+        # every worker of a group is spawned after the launchers met, so joining takes seconds; a
+        # join stuck this long (a peer that never came up) ends the attempt instead of waiting 10 min
+        acc = make_accelerator(mixed_precision, grad_accum_steps, timeout_s=max(120.0, hang_timeout_s))
     except RuntimeError as exc:  # e.g. a restarted group whose peers are not up yet: the launcher tries again
         if not is_peer_failure(exc):
             raise

@@ -104,3 +104,23 @@ def test_report_png_is_written_and_regenerated(small_run: Path, tmp_path: Path):
     assert proc.returncode == 0 and png.is_file()
     bad = run_cli("report", tmp_path, cwd=tmp_path)
     assert bad.returncode != 0 and "metrics.jsonl" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_crashed_attempt_is_failed_in_wandb_and_the_restart_continues_the_same_run(mnist_dir: Path,
+                                                                                      tmp_path: Path):
+    args = ["train", "--data-dir", mnist_dir, "--output-dir", tmp_path, "--run-name", "c", "--tracking", "offline",
+            *TINY, "--set", "checkpoint.every_steps=5"]
+    crashed = launch(2, *args, cwd=tmp_path, env=cli_env(WANDB_MODE="", LENET_DIST_FAULT="after-step:12@1"))
+    assert crashed.returncode != 0 and "ending this attempt so the job restarts" in crashed.stderr, crashed.stderr
+    resumed = launch(2, *args, "--resume", "auto", cwd=tmp_path, env=cli_env(WANDB_MODE=""))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    files = sorted((tmp_path / "c").glob("wandb/offline-run-*/*.wandb"), key=lambda p: p.stat().st_mtime)
+    assert len(files) == 2 and len({f.stem for f in files}) == 1, "one W&B run id across the restart"
+    first, second = _records(files[0]), _records(files[1])
+    [exit1] = [r["exit"] for r in first if r["type"] == "exit"]
+    [exit2] = [r["exit"] for r in second if r["type"] == "exit"]
+    assert exit1.get("exit_code", 0) != 0 and exit2.get("exit_code", 0) == 0, (exit1, exit2)
+    steps = [h["_step"] for f in (first, second) for h in _history(f) if "train/loss" in h]
+    assert steps == sorted(set(steps)) and steps[-1] == 2 * (3000 // 128) // 5 * 5, "its steps continue"
+    s = read_summary(tmp_path / "c")
+    assert [a["ended"] for a in s["attempts"]] == ["crashed", "completed"] and s["tracking"]["run_id"] in files[0].name
