@@ -66,7 +66,7 @@ class TrainConfig(_Section):
     mixed_precision: Literal["no", "fp16", "bf16", "auto"] = Field(
         "no", description="auto: bf16 where the hardware does it natively (recent GPUs, AVX512-BF16/AMX CPUs)")
     label_smoothing: float = Field(0.1, ge=0, lt=1)
-    eval_batch_size: int = Field(5000, gt=0)
+    eval_batch_size: int = Field(1000, gt=0)
     log_every_steps: int = Field(50, gt=0, description="train loss/lr/throughput every N optimizer steps")
     channels_last: bool = Field(True, description="NHWC memory layout; faster convolutions on CPU and GPU")
 
