@@ -8,7 +8,8 @@ An attempt with no "end" line crashed (SIGKILL, OOM, a segfault leave nothing el
 the launcher's (torchrun's elastic agent, slurm/train.sh); this module decides whether one more is
 sensible: not after `max_restarts` crashes in a row, and not when the last attempt crashed before
 getting past the checkpoint the crash before it left (the second identical failure: a bug at a
-fixed step must not loop for hours).
+fixed step must not loop for hours) — unless surviving ranks saw the two crashes at different
+steps (a node lost twice in one checkpoint interval is bad luck, not a bug).
 """
 
 from __future__ import annotations
@@ -59,13 +60,22 @@ def refusal(records: list[dict[str, Any]], resumed_from_step: int, max_restarts:
     """Why this attempt must not run, or None."""
     crashes = crashed_in_a_row(records)
     if len(crashes) >= 2 and crashes[0]["resumed_from_step"] == resumed_from_step:
-        return (f"the last two attempts crashed, the second before it got past the checkpoint at step "
-                f"{resumed_from_step} that the first left; not restarting again: a crash at the same place every "
-                f"time is a bug, not bad luck (see {FILE} and the log)")
+        last, before = (_crash_step(records, c["attempt"]) for c in crashes[:2])
+        if last is None or before is None or last == before:  # two crashes at different steps are bad luck
+            where = f" (at step {last} both times)" if last is not None else ""
+            return (f"the last two attempts crashed{where}, the second before it got past the checkpoint at step "
+                    f"{resumed_from_step} that the first left; not restarting again: a crash at the same place "
+                    f"every time is a bug, not bad luck (see {FILE} and the log)")
     if len(crashes) > max_restarts:
         return (f"{len(crashes)} attempts in a row crashed (checkpoint.max_restarts = {max_restarts}); not restarting "
                 f"again (see {FILE} and the log)")
     return None
+
+
+def _crash_step(records: list[dict[str, Any]], attempt: int) -> int | None:
+    """Where an attempt failed, as a surviving rank saw it; None when no rank survived to say."""
+    steps = [r["step"] for r in records if r["kind"] == "failure" and r["attempt"] == attempt]
+    return min(steps) if steps else None
 
 
 def begin(run_dir: Path, resumed_from_step: int, max_restarts: int, launcher_restart: int) -> int:

@@ -43,3 +43,20 @@ def test_the_summary_says_how_each_attempt_ended(tmp_path: Path):
     got = attempts.summary(attempts.read(tmp_path))
     assert [(a["resumed_from_step"], a["ended"]) for a in got] == [(0, "crashed"), (10, "completed")]
     assert got[0]["failures"][0]["step"] == 12 and got[1]["failures"] == []
+
+
+def test_two_crashes_that_peers_saw_at_different_steps_are_bad_luck_not_a_bug(tmp_path: Path):
+    _log(tmp_path, (0, "crashed"), (10, "crashed"))
+    for attempt, step in ((1, 12), (2, 14)):  # what the surviving rank recorded
+        attempts.append(tmp_path, {"kind": "failure", "attempt": attempt, "rank": 0, "node": "n1", "step": step,
+                                   "cause": "a peer rank died"})
+    assert attempts.begin(tmp_path, 10, max_restarts=3, launcher_restart=2) == 3
+
+
+def test_two_crashes_that_peers_saw_at_the_same_step_give_up_naming_it(tmp_path: Path):
+    _log(tmp_path, (10, "crashed"), (10, "crashed"))
+    for attempt in (1, 2):
+        attempts.append(tmp_path, {"kind": "failure", "attempt": attempt, "rank": 0, "node": "n1", "step": 13,
+                                   "cause": "a peer rank died"})
+    with pytest.raises(attempts.GaveUp, match="at step 13 both times"):
+        attempts.begin(tmp_path, 10, max_restarts=3, launcher_restart=2)
