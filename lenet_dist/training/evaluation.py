@@ -36,7 +36,7 @@ def _identity(t: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, split: Split, spec: DatasetSpec, *, rank: int = 0, world: int = 1,
-             batch_size: int = 5000, reduce_sum: Callable[[torch.Tensor], torch.Tensor] = _identity,
+             batch_size: int = 1000, reduce_sum: Callable[[torch.Tensor], torch.Tensor] = _identity,
              memory_format: torch.memory_format = torch.contiguous_format) -> EvalResult:
     """Evaluate this rank's share, then sum the counts with `reduce_sum` (an all-reduce)."""
     was_training = model.training
