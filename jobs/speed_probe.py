@@ -3,8 +3,8 @@
 * seed_loop: the seed project's own training loop, copied faithfully (per-sample ToTensor through a
   DataLoader(batch_size=100, shuffle=True), Adam(1e-3), its LeNet5 without activations between the
   fully connected layers, one epoch, no periodic test); only the device is chosen here.
-* step_breakdown: one training step of a lenet-dist config split into its parts (batch gather +
-  normalisation, augmentation, forward + loss, backward, optimizer + schedule), built from the
+* step_breakdown: one training step of a lenet-dist config split into its parts (batch gather,
+  augmentation, normalisation, forward + loss, backward, optimizer + schedule), built from the
   package's own pieces, so the table says where a step's time goes.
 * compute_bound: the model's training FLOPs per image, this device's matmul peak in the config's
   precision, and the images/s that peak would allow.
@@ -83,7 +83,8 @@ def step_breakdown(config: Path, data_dir: Path, steps: int = 40) -> dict:
     scheduler = build_scheduler(cfg, optimizer, data.total_steps)
     model, optimizer = procs.acc.prepare(model, optimizer)
     order = epoch_order(len(data.train), cfg.train.seed, 0).to(procs.device)
-    parts: dict[str, list[float]] = {k: [] for k in ("batch", "augment", "forward", "backward", "optimizer")}
+    parts: dict[str, list[float]] = {k: [] for k in ("gather", "augment", "normalize", "forward", "backward",
+                                                      "optimizer")}
 
     def timed(name, fn):
         t0 = time.perf_counter()
@@ -94,11 +95,11 @@ def step_breakdown(config: Path, data_dir: Path, steps: int = 40) -> dict:
 
     for step in range(steps + 5):
         idx = rank_batch(order, step, cfg.train.batch_size, 0, 1)
-        x = timed("batch", lambda idx=idx: data.train.images[idx])
+        x = timed("gather", lambda idx=idx: data.train.images[idx])
         if cfg.augment.enabled:
             gen = batch_generator(procs.device, cfg.train.seed, 0, step)
             x = timed("augment", lambda x=x, gen=gen: random_affine(x, cfg.augment, gen))
-        x = timed("batch", lambda x=x: data.spec.normalization.apply(x).contiguous(memory_format=mf))
+        x = timed("normalize", lambda x=x: data.spec.normalization.apply(x).contiguous(memory_format=mf))
         y = data.train.labels[idx]
         loss = timed("forward", lambda x=x, y=y: F.cross_entropy(model(x).float(), y,
                                                                   label_smoothing=cfg.train.label_smoothing))
@@ -107,7 +108,7 @@ def step_breakdown(config: Path, data_dir: Path, steps: int = 40) -> dict:
                                     scheduler and scheduler.step()))
         if step == 4:
             parts = {k: [] for k in parts}
-    ms = {k: statistics.median(v) * (2 if k == "batch" else 1) for k, v in parts.items() if v}
+    ms = {k: statistics.median(v) for k, v in parts.items() if v}
     total = sum(ms.values())
     return {"batch_size": cfg.train.batch_size, "precision": procs.acc.mixed_precision,
             "device": procs.device.type, "ms_per_step": ms, "sum_ms": total,
