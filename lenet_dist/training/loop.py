@@ -26,13 +26,7 @@ from lenet_dist.training.distributed import Processes, close_distributed, is_pee
 from lenet_dist.training.evaluation import EvalResult, evaluate
 from lenet_dist.training.metrics import LossWindow, eval_line
 from lenet_dist.training.stopping import StopRequest, TrainingStopped
-from lenet_dist.training.summary import (
-    check_finite,
-    checkpoint_meta,
-    evaluate_resumed_end,
-    finish,
-    run_summary,
-)
+from lenet_dist.training.summary import check_finite, checkpoint_meta, evaluate_resumed_end, finish, run_summary
 from lenet_dist.training.timeline import Timeline
 
 
@@ -53,7 +47,7 @@ class TrainLoop:
 
     def run(self) -> RunSummary:
         stop = StopRequest(self.cfg.checkpoint.stop_signals, self.run_dir / "STOP")
-        all_ranks_here, exit_code = False, 1
+        all_ranks_here, peer_lost, exit_code = False, False, 1
         try:
             final = None
             while self.progress.epoch < self.cfg.train.epochs:
@@ -68,15 +62,19 @@ class TrainLoop:
             raise
         except Exception as exc:
             if self.procs.world > 1 and is_peer_failure(exc):
+                peer_lost = True
                 raise attempts.peer_lost(self.run_dir, self.attempt, self.procs.rank, self.progress.global_step,
                                          exc) from None
             raise
         finally:
-            stop.restore()
+            # Flag-only stop handlers stay past W&B's finish (for good after a lost peer): the launcher
+            # SIGTERMs survivors at once, and the default handler would kill us before the line is out.
             self.tracker.close(exit_code)  # W&B shows a crashed or diverged attempt as failed
             self.reporter.close()
             if all_ranks_here:  # error paths leave it to the at-exit fallback, which never waits
                 close_distributed()
+            if not peer_lost:
+                stop.restore()
 
     def end_attempt(self, status: str) -> None:
         if self.procs.is_main:

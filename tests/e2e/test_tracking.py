@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import BIN, cli_env, launch, read_summary, run_cli
+from ..conftest import BIN, cli_env, launch, launch_cmd, read_summary, run_cli
 
 pytestmark = pytest.mark.slow  # real launches: subprocesses, multi-process, the SLURM cluster
 
@@ -110,8 +110,12 @@ def test_a_crashed_attempt_is_failed_in_wandb_and_the_restart_continues_the_same
                                                                                       tmp_path: Path):
     args = ["train", "--data-dir", mnist_dir, "--output-dir", tmp_path, "--run-name", "c", "--tracking", "offline",
             *TINY, "--set", "checkpoint.every_steps=5"]
-    crashed = launch(2, *args, cwd=tmp_path, env=cli_env(WANDB_MODE="", LENET_DIST_FAULT="after-step:12@1"))
-    assert crashed.returncode != 0 and "ending this attempt so the job restarts" in crashed.stderr, crashed.stderr
+    env = cli_env(WANDB_MODE="", LENET_DIST_FAULT="after-step:12@1")
+    proc = subprocess.Popen(launch_cmd(2, *args), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    _sigterm_the_survivor_once_it_records_the_failure(tmp_path / "c" / "attempts.jsonl", proc)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "ending this attempt so the job restarts" in stderr, stderr
     resumed = launch(2, *args, "--resume", "auto", cwd=tmp_path, env=cli_env(WANDB_MODE=""))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     files = sorted((tmp_path / "c").glob("wandb/offline-run-*/*.wandb"), key=lambda p: p.stat().st_mtime)
@@ -124,3 +128,15 @@ def test_a_crashed_attempt_is_failed_in_wandb_and_the_restart_continues_the_same
     assert steps == sorted(set(steps)) and steps[-1] == 2 * (3000 // 128) // 5 * 5, "its steps continue"
     s = read_summary(tmp_path / "c")
     assert [a["ended"] for a in s["attempts"]] == ["crashed", "completed"] and s["tracking"]["run_id"] in files[0].name
+
+
+def _sigterm_the_survivor_once_it_records_the_failure(attempts: Path, proc: subprocess.Popen) -> None:
+    """The launcher SIGTERMs the surviving workers as soon as it sees one die; the worst moment for it
+    to land is just after the survivor noticed, while it is closing W&B. Make it land there."""
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        records = [json.loads(line) for line in attempts.read_text().splitlines()] if attempts.exists() else []
+        if any(r["kind"] == "failure" for r in records):
+            os.kill(next(r["pid"] for r in records if r["kind"] == "start"), signal.SIGTERM)
+            return
+        time.sleep(0.005)
