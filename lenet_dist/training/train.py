@@ -53,7 +53,8 @@ def train(cfg: Config, resume: str | None = None) -> RunSummary:
         attempt = begin_attempt(run_dir, start, cfg, procs)
         if procs.is_main:  # only once a resume has loaded: a failed one changes nothing
             write_text_atomic(run_dir / "config.yaml", cfg.to_yaml())
-        model, optimizer = procs.acc.prepare(model, optimizer)
+        # the model is already on its device; left to accelerate, placing it imports DTensor (0.5 s)
+        model, optimizer = procs.acc.prepare(model, optimizer, device_placement=[False, None])
 
         checkpointer = Checkpointer(run_dir, cfg.checkpoint, procs.is_main,
                                     last_saved_step=start.progress.global_step if start.checkpoint else None)
