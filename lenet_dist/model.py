@@ -6,6 +6,25 @@ import torch
 from torch import nn
 
 
+class MaxPool2x2(nn.MaxPool2d):
+    """nn.MaxPool2d(2), with a faster forward where no gradient is wanted (evaluation, predict) on
+    channels-last CPU tensors: two elementwise maxima over views instead of the pooling kernel,
+    whose channels-last CPU path is slow for 6 channels (3.1 ms vs 0.4 ms for 256 images in
+    bf16). The values are the same, bit for bit; training keeps the kernel (and its indices)."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        if (x.requires_grad and torch.is_grad_enabled()) or x.device.type != "cpu" or h % 2 or w % 2 \
+                or not x.is_contiguous(memory_format=torch.channels_last) or x.is_contiguous():
+            return super().forward(x)
+        rows = x.permute(0, 2, 3, 1).unflatten(1, (h // 2, 2))  # the NHWC memory as n, h/2, 2, w, c
+        pairs = torch.maximum(rows[:, :, 0], rows[:, :, 1]).unflatten(2, (w // 2, 2))  # n, h/2, w/2, 2, c
+        return torch.maximum(pairs[:, :, :, 0], pairs[:, :, :, 1]).permute(0, 3, 1, 2)
+
+
 class LeNet5(nn.Module):
     """conv 6@5x5 pad 2 → pool → conv 16@5x5 → pool → fc 120 → fc 84 → fc classes (61,706
     parameters for 10 classes), ReLU after every layer but the last, max pooling."""
@@ -17,10 +36,10 @@ class LeNet5(nn.Module):
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 6, kernel_size=5, padding=2),
             nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
+            MaxPool2x2(),
             nn.Conv2d(6, 16, kernel_size=5),
             nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
+            MaxPool2x2(),
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),

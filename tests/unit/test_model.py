@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from lenet_dist.model import LeNet5
+from lenet_dist.model import LeNet5, MaxPool2x2
 
 
 def test_lenet5_has_61706_parameters_and_10_logits():
@@ -14,3 +15,21 @@ def test_fully_connected_layers_have_activations_between_them():
     assert kinds == ["Flatten", "Linear", "ReLU", "Linear", "ReLU", "Linear"]
 
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(7, 6, 28, 28), (7, 16, 10, 10), (3, 1, 28, 28)])
+def test_the_pool_without_gradients_gives_max_pool2d_values_bit_for_bit(dtype, shape):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(-4, 4, shape, generator=g).to(dtype)  # many ties
+    x[0, 0, 0, 0] = float("nan")
+    x = x + torch.randn(shape, generator=g).to(dtype) * (torch.arange(shape[0]) % 2).view(-1, 1, 1, 1)
+    pool = MaxPool2x2()
+    for fmt in (torch.channels_last, torch.contiguous_format):
+        xf = x.contiguous(memory_format=fmt)
+        with torch.no_grad():
+            assert torch.equal(pool(xf).nan_to_num(7), torch.nn.functional.max_pool2d(xf, 2).nan_to_num(7))
+    ours, kernel = (x.contiguous(memory_format=torch.channels_last).requires_grad_() for _ in range(2))
+    pool(ours).sum().backward()  # training: the pooling kernel, with its gradient
+    torch.nn.functional.max_pool2d(kernel, 2).sum().backward()
+    assert torch.equal(ours.grad, kernel.grad)
