@@ -16,10 +16,11 @@ class MaxPool2x2(nn.MaxPool2d):
         super().__init__(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        if (x.requires_grad and torch.is_grad_enabled()) or x.device.type != "cpu" or h % 2 or w % 2 \
-                or not x.is_contiguous(memory_format=torch.channels_last) or x.is_contiguous():
+        if x.dim() != 4 or (x.requires_grad and torch.is_grad_enabled()) or x.device.type != "cpu" \
+                or x.shape[2] % 2 or x.shape[3] % 2 or x.is_contiguous() \
+                or not x.is_contiguous(memory_format=torch.channels_last):
             return super().forward(x)
+        n, c, h, w = x.shape
         rows = x.permute(0, 2, 3, 1).unflatten(1, (h // 2, 2))  # the NHWC memory as n, h/2, 2, w, c
         pairs = torch.maximum(rows[:, :, 0], rows[:, :, 1]).unflatten(2, (w // 2, 2))  # n, h/2, w/2, 2, c
         return torch.maximum(pairs[:, :, :, 0], pairs[:, :, :, 1]).permute(0, 3, 1, 2)

@@ -25,6 +25,7 @@ def test_the_pool_without_gradients_gives_max_pool2d_values_bit_for_bit(dtype, s
     x[0, 0, 0, 0] = float("nan")
     x = x + torch.randn(shape, generator=g).to(dtype) * (torch.arange(shape[0]) % 2).view(-1, 1, 1, 1)
     pool = MaxPool2x2()
+    assert torch.equal(pool(x[1]), torch.nn.functional.max_pool2d(x[1], 2)), "an unbatched C, H, W input too"
     for fmt in (torch.channels_last, torch.contiguous_format):
         xf = x.contiguous(memory_format=fmt)
         with torch.no_grad():
