@@ -34,3 +34,11 @@ def test_the_pool_without_gradients_gives_max_pool2d_values_bit_for_bit(dtype, s
     pool(ours).sum().backward()  # training: the pooling kernel, with its gradient
     torch.nn.functional.max_pool2d(kernel, 2).sum().backward()
     assert torch.equal(ours.grad, kernel.grad)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.trace's deprecation notice
+def test_export_tracing_sees_the_same_graph_every_time():
+    """`lenet-dist export` traces the model and checks a second trace against the first."""
+    model = LeNet5().eval()
+    for _ in range(3):
+        torch.jit.trace(model, torch.randn(4, 1, 28, 28))  # raises TracingCheckError when they differ
