@@ -52,10 +52,15 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_
             "PREEMPTED"}
 
 
+def _job_state(env, job: str) -> str:
+    """`scontrol show job`, one line per task (an array has several)."""
+    return subprocess.run(["scontrol", "-o", "show", "job", job], env=env, capture_output=True, text=True).stdout
+
+
 def _ended(env, job: str) -> tuple[int] | None:
     """(highest exit code over the job's tasks,) once every task has ended and finished completing."""
-    out = subprocess.run(["scontrol", "-o", "show", "job", job], env=env, capture_output=True, text=True).stdout
-    tasks = [dict(f.split("=", 1) for f in line.split() if "=" in f) for line in out.splitlines() if line.strip()]
+    tasks = [dict(f.split("=", 1) for f in line.split() if "=" in f)
+             for line in _job_state(env, job).splitlines() if line.strip()]
     if not tasks or any(t.get("JobState") not in TERMINAL for t in tasks):  # COMPLETING is not an end yet
         return None
     codes = [tuple(int(x) for x in t["ExitCode"].split(":")) for t in tasks]
@@ -132,12 +137,7 @@ def test_preempted_job_checkpoints_requeues_itself_and_resumes(cluster, mnist_di
     assert final["resumed"] and final["restarts"] == 1 and final["slurm"]["slurm_restart_count"] == "1"
     assert final["epochs_completed"] == 2 and [h["epoch"] for h in final["history"]] == [1, 2]
     assert final["global_step"] == 2 * (20000 // 128)
-    _wait(lambda: "JobState=COMPLETED" in subprocess.run(["scontrol", "show", "job", job], env=cluster,
-                                                          capture_output=True, text=True).stdout, 60, "COMPLETED")
-
-
-def _job_state(cluster, job: str) -> str:
-    return subprocess.run(["scontrol", "show", "job", job], env=cluster, capture_output=True, text=True).stdout
+    _wait(lambda: "JobState=COMPLETED" in _job_state(cluster, job), 60, "COMPLETED")
 
 
 def test_scancel_ends_the_job_checkpointed_and_resubmitting_the_run_name_resumes(cluster, mnist_dir: Path,
@@ -171,7 +171,7 @@ def test_user_error_fails_fast_with_one_line_and_is_not_requeued(cluster, tmp_pa
     log = log_of("t-usererr", job)
     assert len(re.findall(r"error:", log)) == 1 and "config file not found" in log
     assert "Traceback" not in log and "requeue" not in log
-    state = subprocess.run(["scontrol", "show", "job", job], env=cluster, capture_output=True, text=True).stdout
+    state = _job_state(cluster, job)
     assert "Restarts=0" in state and "JobState=FAILED" in state
 
 
