@@ -23,6 +23,7 @@ from lenet_dist.training import attempts
 from lenet_dist.training.checkpointing import Checkpointer, Restored, latest_valid, restore_training_state
 from lenet_dist.training.data import TrainingData, load_data
 from lenet_dist.training.distributed import Processes, elastic_restart, start_processes
+from lenet_dist.training.gradient_sync import gather_gradients_on_gloo
 from lenet_dist.training.loop import TrainLoop
 from lenet_dist.training.optim import build_optimizer, build_scheduler
 from lenet_dist.training.run_dir import claimed_run_dir
@@ -55,6 +56,7 @@ def train(cfg: Config, resume: str | None = None) -> RunSummary:
             write_text_atomic(run_dir / "config.yaml", cfg.to_yaml())
         # the model is already on its device; left to accelerate, placing it imports DTensor (0.5 s)
         model = procs.acc.prepare(model, device_placement=[False])
+        gather_gradients_on_gloo(model)
         if procs.acc.scaler is not None:  # fp16: accelerate's optimizer wrapper applies the loss scale.
             optimizer = procs.acc.prepare(optimizer)  # Else it adds nothing but two package lookups
             # (is_lomo_available: ~2% of a CPU step) to every step; the loop steps once per batch anyway
