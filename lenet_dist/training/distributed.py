@@ -103,11 +103,12 @@ class Processes:
     def reduce_mean(self, t):
         return self.acc.reduce(t, "mean")
 
-    def any_rank(self, flag: bool) -> bool:
-        """True on every rank when any rank says so (accelerate's trigger: one small all-reduce)."""
-        if flag:
-            self.acc.set_trigger()
-        return self.acc.check_trigger()
+    def any_rank(self, *flags: bool) -> list[bool]:
+        """Per flag, True on every rank when any rank says so: one small all-reduce for them all."""
+        import torch
+
+        votes = torch.tensor(flags, dtype=torch.float32, device=self.device)
+        return list(flags) if self.world == 1 else [v > 0 for v in self.reduce_sum(votes).tolist()]
 
     def broadcast(self, obj: Any) -> Any:
         """The main process's `obj`, on every rank."""

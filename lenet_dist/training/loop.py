@@ -95,12 +95,14 @@ class TrainLoop:
             self.reporter.step(epoch, step + 1)
             if p.global_step % self.cfg.train.log_every_steps == 0:  # a host sync: only every N steps
                 self._log_train(window, epoch)
-            checking = p.global_step % self.cfg.checkpoint.signal_check_steps == 0
-            if checking and self.procs.any_rank(stop.requested):
+            stopping, time_to_save = False, False
+            if p.global_step % self.cfg.checkpoint.signal_check_steps == 0:  # ranks agree: one all-reduce
+                stopping, time_to_save = self.procs.any_rank(stop.requested, self._save_interval_passed())
+            if stopping:
                 self._flush(window)
                 self._add_train_time()
                 self._stop(stop)
-            due = self.checkpointer.due(p.global_step, end_of_epoch=False) or (checking and self._time_to_save())
+            due = self.checkpointer.due(p.global_step, end_of_epoch=False) or time_to_save
             if step + 1 < self.data.steps_per_epoch and due:
                 self._flush(window)
                 self._save_training_state(None)
@@ -129,10 +131,10 @@ class TrainLoop:
             self.scheduler.step()
         return total
 
-    def _time_to_save(self) -> bool:
-        """checkpoint.every_seconds: agreed by all ranks (their clocks differ), at the stop check."""
+    def _save_interval_passed(self) -> bool:
+        """checkpoint.every_seconds, by this rank's clock: the ranks agree at the stop check."""
         every = self.cfg.checkpoint.every_seconds
-        return bool(every) and self.procs.any_rank(time.monotonic() - self._last_save >= every)
+        return bool(every) and time.monotonic() - self._last_save >= every
 
     def _log_train(self, window: LossWindow, epoch: int) -> None:
         steps, seconds = window.steps, window.seconds()

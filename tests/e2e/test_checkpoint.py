@@ -139,6 +139,18 @@ def test_two_process_sigterm_stop_and_resume_matches_uninterrupted(mnist_dir: Pa
     assert _weights(tmp_path / "sig") == _weights(tmp_path / "ref")
 
 
+def test_time_based_saves_are_agreed_by_both_ranks_at_the_stop_checks(mnist_dir: Path, tmp_path: Path):
+    # every_seconds so small that every check (each 5 steps) is due: the ranks vote in the same
+    # all-reduce as the stop flag, and both must take part in each save
+    proc = launch(2, "train", "--data-dir", mnist_dir, "--output-dir", tmp_path, "--run-name", "timed",
+                  "--set", "data.train_subset=3000", "--set", "tracking.mode=disabled", "--epochs", "1",
+                  "--set", "checkpoint.every_seconds=0.001", "--set", "checkpoint.signal_check_steps=5",
+                  "--set", "checkpoint.every_epoch=false", "--set", "checkpoint.keep_last=10", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = [read_meta(c)[1].global_step for c in list_training_checkpoints(tmp_path / "timed")]
+    assert steps == [5, 10, 15, 20], "one save per check; none at the epoch's end (every_epoch off)"
+
+
 def _as_if_saved_on_cuda(state_file: Path) -> None:
     """Rewrite a torch.save archive so every storage says it lives on cuda:0 (as a GPU job's would)."""
     with zipfile.ZipFile(state_file) as zin:
