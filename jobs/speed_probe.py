@@ -99,7 +99,9 @@ def step_breakdown(config: Path, data_dir: Path, steps: int = 40) -> dict:
         if cfg.augment.enabled:
             gen = batch_generator(procs.device, cfg.train.seed, 0, step)
             x = timed("augment", lambda x=x, gen=gen: random_affine(x, cfg.augment, gen))
-        x = timed("normalize", lambda x=x: data.spec.normalization.apply(x).contiguous(memory_format=mf))
+        if not data.train.normalized:  # fast.yaml: normalised once at load (no augmentation)
+            x = timed("normalize", lambda x=x: data.spec.normalization.apply(x))
+        x = x.contiguous(memory_format=mf)
         y = data.train.labels[idx]
         loss = timed("forward", lambda x=x, y=y: F.cross_entropy(model(x).float(), y,
                                                                   label_smoothing=cfg.train.label_smoothing))

@@ -14,6 +14,7 @@ import torch
 
 from lenet_dist.data.datasets import DatasetSpec
 from lenet_dist.errors import DataError
+from lenet_dist.records import Normalization
 
 IDX_MAGIC = {1: 0x00000801, 3: 0x00000803}  # labels, images
 
@@ -32,13 +33,22 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
 
 @dataclass
 class Split:
-    """images: float32 [N, 1, 28, 28] in [0, 1]; labels: int64 [N]."""
+    """images: float32 [N, 1, 28, 28] in [0, 1], or the model's inputs ((x - mean) / std) once
+    `normalized`; labels: int64 [N]."""
 
     images: torch.Tensor
     labels: torch.Tensor
+    normalized: bool = False
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def normalize_(self, norm: Normalization) -> Split:
+        """In place (no second copy of the split): the same values `norm.apply` gives, bit for bit."""
+        if not self.normalized:
+            self.images.sub_(norm.mean).div_(norm.std)
+            self.normalized = True
+        return self
 
 
 def load_split(spec: DatasetSpec, data_dir: Path, split: str, subset: int | None = None,

@@ -118,7 +118,9 @@ class TrainLoop:
         if self.cfg.augment.enabled:
             x = random_affine(x, self.cfg.augment, batch_generator(procs.device, cfg.seed, epoch, step),
                               rank=procs.rank, world=procs.world)
-        x = self.data.spec.normalization.apply(x).contiguous(memory_format=self.memory_format)
+        if not self.data.train.normalized:
+            x = self.data.spec.normalization.apply(x)
+        x = x.contiguous(memory_format=self.memory_format)
         total = torch.zeros((), device=procs.device)
         for x_micro, y_micro in zip(x.chunk(cfg.grad_accum_steps), y.chunk(cfg.grad_accum_steps), strict=True):
             with procs.acc.accumulate(self.model):  # no gradient all-reduce until the last micro-batch

@@ -19,6 +19,16 @@ def test_real_mnist_is_verified_and_loads_as_tensors(mnist_dir: Path):
     assert torch.bincount(test.labels).tolist()[:2] == [980, 1135]  # the canonical class counts
 
 
+def test_a_split_normalised_once_holds_the_inputs_the_step_would_compute(mnist_dir: Path):
+    pixels = load_split(MNIST, mnist_dir, "test", subset=500)
+    expected = MNIST.normalization.apply(pixels.images)  # what a step computes from a batch
+    split = load_split(MNIST, mnist_dir, "test", subset=500)
+    assert split.normalize_(MNIST.normalization) is split and split.normalized
+    assert torch.equal(split.images, expected), "bit for bit"
+    split.normalize_(MNIST.normalization)
+    assert torch.equal(split.images, expected), "a second call changes nothing"
+
+
 def test_rank_shards_are_disjoint_and_form_the_global_batch():
     order = epoch_order(1000, seed=3, epoch=2)
     for world in (1, 2, 4):
