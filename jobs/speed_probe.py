@@ -73,6 +73,7 @@ def step_breakdown(config: Path, data_dir: Path, steps: int = 40) -> dict:
     from lenet_dist.training.data import load_data
     from lenet_dist.training.distributed import start_processes
     from lenet_dist.training.optim import build_optimizer, build_scheduler
+    from lenet_dist.training.train import prepare
 
     cfg = load_config(config, [f"data.data_dir={data_dir}"])
     procs = start_processes(cfg.train.mixed_precision, 1, cfg.train.batch_size)
@@ -81,7 +82,7 @@ def step_breakdown(config: Path, data_dir: Path, steps: int = 40) -> dict:
     model = LeNet5().to(procs.device, memory_format=mf)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer, data.total_steps)
-    model = procs.acc.prepare(model, device_placement=[False])  # as training/train.py does
+    model, optimizer = prepare(procs, model, optimizer)
     order = epoch_order(len(data.train), cfg.train.seed, 0).to(procs.device)
     parts: dict[str, list[float]] = {k: [] for k in ("gather", "augment", "normalize", "forward", "backward",
                                                       "optimizer")}

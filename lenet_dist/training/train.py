@@ -54,12 +54,7 @@ def train(cfg: Config, resume: str | None = None) -> RunSummary:
         attempt = begin_attempt(run_dir, start, cfg, procs)
         if procs.is_main:  # only once a resume has loaded: a failed one changes nothing
             write_text_atomic(run_dir / "config.yaml", cfg.to_yaml())
-        # the model is already on its device; left to accelerate, placing it imports DTensor (0.5 s)
-        model = procs.acc.prepare(model, device_placement=[False])
-        gather_gradients_on_gloo(model)
-        if procs.acc.scaler is not None:  # fp16: accelerate's optimizer wrapper applies the loss scale.
-            optimizer = procs.acc.prepare(optimizer)  # Else it adds nothing but two package lookups
-            # (is_lomo_available: ~2% of a CPU step) to every step; the loop steps once per batch anyway
+        model, optimizer = prepare(procs, model, optimizer)
 
         checkpointer = Checkpointer(run_dir, cfg.checkpoint, procs.is_main,
                                     last_saved_step=start.progress.global_step if start.checkpoint else None)
@@ -72,6 +67,18 @@ def train(cfg: Config, resume: str | None = None) -> RunSummary:
         loop = TrainLoop(cfg, procs, data, run_dir, model, optimizer, scheduler, checkpointer, tracker, start,
                          attempt, timeline)
         return loop.run()
+
+
+def prepare(procs: Processes, model: LeNet5, optimizer: torch.optim.Optimizer):
+    """The model and optimizer as the loop uses them: the model wrapped by accelerate (autocast, DDP
+    with the gloo gradient hook), the optimizer only where fp16 needs accelerate's loss scaling; else
+    its wrapper adds nothing but two package lookups per step (is_lomo_available: ~2% of a CPU step),
+    as the loop steps once per batch anyway."""
+    model = procs.acc.prepare(model, device_placement=[False])  # already placed: placing imports DTensor (0.5 s)
+    gather_gradients_on_gloo(model)
+    if procs.acc.scaler is not None:
+        optimizer = procs.acc.prepare(optimizer)
+    return model, optimizer
 
 
 def begin_attempt(run_dir: Path, start: Restored, cfg: Config, procs: Processes) -> int:
