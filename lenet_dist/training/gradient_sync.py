@@ -27,16 +27,19 @@ def gather_gradients_on_gloo(model: Any) -> None:
 
 
 def _all_gather_mean(group, bucket):  # unannotated: DDP checks the annotations' objects (GradBucket, Future)
-    """The DDP comm hook: the mean of every rank's bucket, summed in rank order; a Future of it."""
+    """The DDP comm hook: the mean of every rank's bucket, summed in rank order, as a completed Future.
+
+    The exchange waits here rather than in a callback chained on gloo's future: the one bucket is
+    ready only at the end of backward, so there is nothing to overlap, and a Python callback run and
+    released on gloo's worker thread is what can abort a process that exits right after its last
+    collective. A peer's failure (timeout, closed connection) raises here, inside backward.
+    """
     import torch.distributed as dist
 
     grads = bucket.buffer()
     world = dist.get_world_size(group)
     gathered = torch.empty(world * grads.numel(), dtype=grads.dtype, device=grads.device)  # gloo: flat
-    done = dist.all_gather_into_tensor(gathered, grads, group=group, async_op=True).get_future()
-
-    def mean(fut: torch.futures.Future) -> torch.Tensor:
-        fut.wait()  # re-raises a peer's failure (timeout, closed connection) into backward
-        return gathered.view(world, -1).div_(world).sum(0)  # divided first, as DDP's all-reduce does
-
-    return done.then(mean)
+    dist.all_gather_single(gathered, grads, group=group)
+    mean = torch.futures.Future()
+    mean.set_result(gathered.view(world, -1).div_(world).sum(0))  # divided first, as DDP's all-reduce does
+    return mean
