@@ -33,6 +33,7 @@ from lenet_dist.inference.ink import Ink, NoInk, find_ink
 from lenet_dist.inference.segment import Box, SegmentationError, digit_columns, main_digit
 
 MAX_PIXELS = 40_000_000  # larger images are refused: decompression-bomb guard
+CLOSER_BELOW = 48  # digits shorter than this in the working image are found again in the full photo
 
 
 class PreprocessError(Exception):
@@ -125,24 +126,50 @@ def _already_mnist(gray: np.ndarray) -> bool:
     return gray.shape == (28, 28) and float(np.median(border)) < 128
 
 
+def _closer(gray: np.ndarray, ink: Ink, groups: list[list[Box]]) -> np.ndarray | None:
+    """Step 6's second look: the full-resolution photo around the digits, when they are small in the
+    working image (a digit on a whole page, photographed from arm's length) and the photo has more
+    pixels than that; None when a second look would see nothing new."""
+    boxes = [b for g in groups for b in g]
+    x0, y0 = min(b[1] for b in boxes), min(b[2] for b in boxes)
+    x1, y1 = max(b[1] + b[3] for b in boxes), max(b[2] + b[4] for b in boxes)
+    tall = max(max(b[2] + b[4] for b in g) - min(b[2] for b in g) for g in groups)
+    if gray.shape[0] < 1.2 * ink.strength.shape[0] or tall >= CLOSER_BELOW:
+        return None
+    margin = max(tall, x1 - x0 if len(groups) == 1 else 0)  # a digit's worth of paper around: the page's light
+    px0, py0, px1, py1 = ink.photo_box(x0 - margin, y0 - margin, x1 + margin, y1 + margin, gray.shape)
+    return gray[py0:py1, px0:px1]
+
+
+def _segmented(gray: np.ndarray, segment) -> tuple[Ink, list[list[Box]]]:
+    """find_ink then `segment` (groups of components, one per digit), looked at again closer up
+    when the digits are small in the working image; the first look stands if the second finds nothing."""
+    try:
+        ink = find_ink(gray)
+        groups = segment(ink)
+    except (NoInk, SegmentationError) as exc:
+        raise PreprocessError(str(exc)) from None
+    crop = _closer(gray, ink, groups)
+    if crop is not None:
+        try:
+            near = find_ink(crop)
+            return near, segment(near)
+        except (NoInk, SegmentationError):
+            pass
+    return ink, groups
+
+
 def to_mnist(gray: np.ndarray) -> np.ndarray:
     """Steps 4–8 on a uint8 grayscale image: float32 28x28 in [0, 1], bright ink on black."""
     if _already_mnist(gray):
         return gray.astype(np.float32) / 255.0
-    try:
-        ink = find_ink(gray)
-    except NoInk as exc:
-        raise PreprocessError(str(exc)) from None
-    return _centred(_cut(ink, main_digit(ink)))
+    ink, groups = _segmented(gray, lambda ink: [main_digit(ink)])
+    return _centred(_cut(ink, groups[0]))
 
 
 def to_digits(gray: np.ndarray) -> list[np.ndarray]:
     """A row of separate handwritten digits, left to right, each as to_mnist makes it."""
-    try:
-        ink = find_ink(gray)
-        groups = digit_columns(ink)
-    except (NoInk, SegmentationError) as exc:
-        raise PreprocessError(str(exc)) from None
+    ink, groups = _segmented(gray, digit_columns)
     return [_centred(_cut(ink, g)) for g in groups]
 
 
