@@ -14,12 +14,27 @@ class SegmentationError(Exception):
     """The ink cannot be split into digits; the message is for the user."""
 
 
+def _page_edge(box: Box, w: int, h: int) -> bool:
+    """A long straight piece running off the photo: the page's edge against a dark table (the light
+    estimate smears across it) or a ruler; a digit rarely both touches the border and is 4x as long
+    as it is wide."""
+    _, x, y, bw, bh = box
+    touches = x <= 1 or y <= 1 or x + bw >= w - 1 or y + bh >= h - 1
+    return touches and max(bw, bh) >= 4 * min(bw, bh) and (bw >= 0.25 * w or bh >= 0.25 * h)
+
+
 def main_digit(ink: Ink) -> list[Box]:
-    """The largest component and the pieces that belong with it."""
-    main = max(ink.boxes, key=lambda b: ink.areas[b[0]])
+    """The largest component and the pieces that belong with it. Pieces that look like the page's
+    edge are passed over, unless all else is a tenth as big: specks beside a lone 1 at the border."""
+    h, w = ink.labels.shape
+    largest = max(ink.areas[b[0]] for b in ink.boxes)
+    inner = [b for b in ink.boxes if not _page_edge(b, w, h)]
+    if not inner or max(ink.areas[b[0]] for b in inner) < 0.1 * largest:
+        inner = ink.boxes
+    main = max(inner, key=lambda b: ink.areas[b[0]])
     reach = 0.3 * max(main[3], main[4])
     x0, y0, x1, y1 = main[1] - reach, main[2] - reach, main[1] + main[3] + reach, main[2] + main[4] + reach
-    return [b for b in ink.boxes if b is main or (ink.areas[b[0]] >= 0.03 * ink.areas[main[0]]
+    return [b for b in inner if b is main or (ink.areas[b[0]] >= 0.03 * ink.areas[main[0]]
             and b[1] < x1 and b[1] + b[3] > x0 and b[2] < y1 and b[2] + b[4] > y0)]
 
 
@@ -29,12 +44,25 @@ def _span(group: list[Box]) -> tuple[int, int, int, int]:
             max(b[1] + b[3] for b in group), max(b[2] + b[4] for b in group))
 
 
+def _on_the_page(ink: Ink) -> list[Box]:
+    """A row's components less the page's edges: edge-like pieces (see _page_edge) half as long
+    again as the row's other pieces are tall. A 1 at the border of a tight crop is as tall as the rest."""
+    h, w = ink.labels.shape
+    edges = [b for b in ink.boxes if _page_edge(b, w, h)]
+    rest = [b for b in ink.boxes if b not in edges]
+    if not rest:
+        return ink.boxes
+    tall = float(np.median([b[4] for b in rest]))
+    return rest + [b for b in edges if max(b[3], b[4]) < 1.5 * tall]
+
+
 def _columns(ink: Ink) -> list[list[Box]]:
     """Components grouped into digits left to right: pieces whose columns overlap are one digit,
     and a small piece (a 5's bar, a 7's stroke) joins the digit it is closest to."""
     groups: list[list[Box]] = []
-    tall = float(np.median([b[4] for b in ink.boxes]))
-    for b in sorted(ink.boxes, key=lambda b: b[1]):
+    boxes = _on_the_page(ink)
+    tall = float(np.median([b[4] for b in boxes]))
+    for b in sorted(boxes, key=lambda b: b[1]):
         if groups:
             gx0, _, gx1, _ = _span(groups[-1])
             overlap = min(gx1, b[1] + b[3]) - max(gx0, b[1])

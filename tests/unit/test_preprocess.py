@@ -145,3 +145,35 @@ def test_a_wide_digit_in_a_row_is_a_digit_not_two_touching(digits: np.ndarray):
         g = np.asarray(Image.fromarray(d).resize((width, 70)), dtype=np.float32) / 255
         page[20:90, 10 + 105 * k:10 + 105 * k + width] -= 200 * g
     assert len(to_digits(np.clip(page, 0, 255).astype(np.uint8))) == 3
+
+
+def _rotated(page: np.ndarray, degrees: float, surround: int) -> np.ndarray:
+    return np.array(Image.fromarray(page).rotate(degrees, resample=Image.Resampling.BICUBIC, fillcolor=surround))
+
+
+def test_a_small_digit_on_a_whole_ruled_page_is_read_from_the_full_resolution_photo(digits: np.ndarray):
+    """A phone photo of a page (1800x1500) with one digit 110 px tall: 16 px in the 256 px working
+    image, too few to read; the digit is found there and cut from the photo itself."""
+    for i, digit in enumerate(digits[:8]):
+        page = _photo(digit, 110, (1800, 1500), (300 + 97 * i, 200 + 131 * i))
+        page[np.arange(1800) % 64 < 3] = 205  # ruled lines, the full width of the photo
+        out = to_mnist(_rotated(page, 3.0, 235))
+        assert _cosine(out, digit / 255.0) > 0.75, i
+
+
+def test_the_pages_edge_against_a_dark_table_is_not_taken_for_the_digit(digits: np.ndarray):
+    """A tilted page with the table showing past its edges: those edges are long, straight, run off
+    the photo, and are often bigger than the digit (written upright here, to compare)."""
+    for i, digit in enumerate(digits[:8]):
+        page = _rotated(np.full((300, 260), 235, np.uint8), 8.0 if i % 2 else -8.0, 50)[:, 15:]
+        ink = np.asarray(Image.fromarray(digit).resize((70, 70), Image.Resampling.BICUBIC), np.float32) / 255
+        y, x = 60 + 11 * i, 40 + 9 * i
+        page[y:y + 70, x:x + 70] = np.clip(page[y:y + 70, x:x + 70] - 200 * ink, 0, 255).astype(np.uint8)
+        assert _cosine(to_mnist(page), digit / 255.0) > 0.8, i
+
+
+def test_light_ink_is_found_whatever_share_of_the_photo_it_covers(digits: np.ndarray):
+    """Chalk on a board, a light digit on black: also when the digit is a sliver of a large photo."""
+    for size, canvas in ((120, (300, 260)), (60, (900, 800))):
+        photo = 255 - _photo(digits[1], size, canvas, (canvas[0] // 3, canvas[1] // 2))
+        assert _cosine(to_mnist(photo), digits[1] / 255.0) > 0.75, size
