@@ -45,15 +45,22 @@ def _span(group: list[Box]) -> tuple[int, int, int, int]:
 
 
 def _on_the_page(ink: Ink) -> list[Box]:
-    """A row's components less the page's edges: edge-like pieces (see _page_edge) half as long
-    again as the row's other pieces are tall. A 1 at the border of a tight crop is as tall as the rest."""
+    """A row's components less what is not on it: the page's edges (edge-like pieces, see _page_edge,
+    half as long again as the row's other pieces are tall; a 1 at the border of a tight crop is as
+    tall as the rest), and what line removal left of the page's edges and corners: pieces well
+    above or below the row, and flat lines along it. The row is where its tall pieces are."""
     h, w = ink.labels.shape
     edges = [b for b in ink.boxes if _page_edge(b, w, h)]
     rest = [b for b in ink.boxes if b not in edges]
     if not rest:
         return ink.boxes
     tall = float(np.median([b[4] for b in rest]))
-    return rest + [b for b in edges if max(b[3], b[4]) < 1.5 * tall]
+    rest += [b for b in edges if max(b[3], b[4]) < 1.5 * tall]
+    big = [b for b in rest if b[4] >= 0.6 * tall]
+    top, bottom = float(np.median([b[2] for b in big])), float(np.median([b[2] + b[4] for b in big]))
+    in_row = [b for b in rest if max(top - (b[2] + b[4]), b[2] - bottom) <= 0.2 * tall  # a 4's top, a 5's bar stay
+              and not (b[3] >= 4 * b[4] and b[3] >= 1.5 * tall)]  # a flat line longer than a digit is tall
+    return in_row or rest
 
 
 def _columns(ink: Ink) -> list[list[Box]]:

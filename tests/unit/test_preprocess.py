@@ -177,3 +177,22 @@ def test_light_ink_is_found_whatever_share_of_the_photo_it_covers(digits: np.nda
     for size, canvas in ((120, (300, 260)), (60, (900, 800))):
         photo = 255 - _photo(digits[1], size, canvas, (canvas[0] // 3, canvas[1] // 2))
         assert _cosine(to_mnist(photo), digits[1] / 255.0) > 0.75, size
+
+
+def test_a_row_on_a_page_lying_on_a_dark_table_is_read_without_the_pages_edges(digits: np.ndarray):
+    """What line removal leaves of the page's edges and corners lies above and below the row, and one
+    such piece spanning three digits' columns would have merged them into one."""
+    from lenet_dist.inference.preprocess import to_digits
+
+    for tilt in (-4.0, 3.0, 6.0):
+        row = digits[4:9]
+        page = np.full((400, 560), 240, np.uint8)
+        for i, digit in enumerate(row):
+            ink = np.asarray(Image.fromarray(digit).resize((48, 48), Image.Resampling.BICUBIC), np.float32) / 255
+            y, x = 230, 30 + 50 * i
+            page[y:y + 48, x:x + 48] = np.clip(page[y:y + 48, x:x + 48] - 200 * ink, 0, 255).astype(np.uint8)
+        photo = np.asarray(Image.fromarray(page).rotate(tilt, resample=Image.Resampling.BICUBIC, expand=True,
+                                                        fillcolor=50))
+        out = to_digits(photo)
+        assert len(out) == len(row), tilt
+        assert all(_cosine(o, d / 255.0) > 0.7 for o, d in zip(out, row, strict=True)), tilt
