@@ -176,9 +176,14 @@ def _remove_lines(strength: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def _edge_to_edge(box: tuple[int, int, int, int, int], w: int, h: int) -> bool:
-    """A thin remnant of a line (or a shadow's edge) that runs from one side of the image to the other."""
+    """A thin remnant of a line (or a shadow's edge) that runs from one side of the image to the other:
+    across it under a fifth of its height (no digit is 5x wider than tall), or down it under a tenth
+    of its width (a tightly cropped 1 is not much wider than that)."""
     _, x, y, bw, bh = box
-    return (bw >= w - 2 and bh < 0.1 * h) or (bh >= h - 2 and bw < 0.1 * w)
+    if (bw >= w - 2 and bh < 0.2 * h) or (bh >= h - 2 and bw < 0.1 * w):
+        return True
+    at_border = x <= 0 or y <= 0 or x + bw >= w or y + bh >= h
+    return at_border and min(bw, bh) <= 2  # a sliver along the photo's edge: a tilted page's border, a crop
 
 
 def find_ink(gray: np.ndarray) -> Ink:

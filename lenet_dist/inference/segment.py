@@ -54,7 +54,8 @@ def _on_the_page(ink: Ink) -> list[Box]:
     rest = [b for b in ink.boxes if b not in edges]
     if not rest:
         return ink.boxes
-    tall = float(np.median([b[4] for b in rest]))
+    largest = max(ink.areas[b[0]] for b in rest)  # the digits' height, not the remnants' (often more of them)
+    tall = float(np.median([b[4] for b in rest if ink.areas[b[0]] >= 0.25 * largest]))
     rest += [b for b in edges if max(b[3], b[4]) < 1.5 * tall]
     big = [b for b in rest if b[4] >= 0.6 * tall]
     top, bottom = float(np.median([b[2] for b in big])), float(np.median([b[2] + b[4] for b in big]))
