@@ -1,12 +1,14 @@
 """Chaos job: train, and kill or freeze a random rank at a random moment, N times; the job must end
 by itself with the weights of an uninterrupted run.
 
-    python jobs/chaos.py [--faults 3] [--processes 2] [--seed 0] [--hang-timeout 10]
+    python jobs/chaos.py [--faults 3] [--processes 2] [--seed 0] [--hang-timeout 10] [--when step|time]
 
 Runs `accelerate launch --max_restarts <faults + 2> --rdzv_backend c10d -m lenet_dist train` on a
 3000-image, 3-epoch job (checkpoints every 5 steps), first uninterrupted, then with the faults:
 SIGKILL (a crash) or SIGSTOP (a hang, found by checkpoint.hang_timeout_s) to a random worker, each
-at a random step of a new attempt. Prints what it did, the recovery times and whether the final
+at a random step of a new attempt (--when step), or at a random moment of it, start-up, evaluation,
+checkpoint writes and the end included (--when time: up to the uninterrupted run's duration after
+the attempt's workers appear). Prints what it did, the recovery times and whether the final
 weights are bit-identical; exit 1 if not. Local processes only.
 """
 
@@ -59,6 +61,26 @@ def _starts(run: Path) -> list[dict]:
     return [r for r in map(json.loads, lines) if r["kind"] == "start"]
 
 
+def _at_a_step(run: Path, job: subprocess.Popen, rng: random.Random, fault: int, _: float):
+    """The workers of attempt `fault`, once it has trained 2-20 steps further."""
+    while len(_starts(run)) <= fault and job.poll() is None:
+        time.sleep(0.1)
+    at = _step(run / "metrics.jsonl") + rng.randint(2, 20)
+    while _step(run / "metrics.jsonl") < at and job.poll() is None:
+        time.sleep(0.05)
+    return _workers(fault), f"at step {_step(run / 'metrics.jsonl')}"
+
+
+def _at_a_moment(run: Path, job: subprocess.Popen, rng: random.Random, fault: int, clean: float):
+    """The workers of attempt `fault`, a random moment (up to an uninterrupted run's length) after
+    they appear: while importing, joining the group, loading, training, evaluating or saving."""
+    while len(_workers(fault)) == 0 and job.poll() is None:
+        time.sleep(0.05)
+    wait = rng.uniform(0, clean)
+    time.sleep(wait)
+    return _workers(fault), f"{wait:.1f} s after its attempt's workers appeared (step {_step(run / 'metrics.jsonl')})"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--faults", type=int, default=3)
@@ -66,6 +88,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hang-timeout", type=float, default=10.0)
     p.add_argument("--data-dir", type=Path, default=REPO / "data")
+    p.add_argument("--when", choices=["step", "time"], default="step")
     a = p.parse_args()
     rng = random.Random(a.seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,22 +100,16 @@ def main() -> None:
         clean = time.time() - t0
         job, t0, stopped = _launch(a.processes, out, a.faults + 3, a.hang_timeout, a.data_dir), time.time(), []
         for fault in range(a.faults):
-            while not _starts(out / "run") and job.poll() is None:
-                time.sleep(0.1)
-            starts = _starts(out / "run")
-            at = _step(out / "run" / "metrics.jsonl") + rng.randint(2, 20)
-            while _step(out / "run" / "metrics.jsonl") < at and job.poll() is None:
-                time.sleep(0.05)
-            victims = _workers(starts[-1]["launcher_restart"]) if starts else []
+            victims, where = (_at_a_step if a.when == "step" else _at_a_moment)(out / "run", job, rng, fault, clean)
             if job.poll() is not None or not victims:
                 print(f"fault {fault + 1}: the job had already finished; stopping the faults here")
                 break
             pid, how = rng.choice(victims), rng.choice([signal.SIGKILL, signal.SIGSTOP])
             os.kill(pid, how)
             stopped += [pid] if how == signal.SIGSTOP else []
-            print(f"fault {fault + 1}: {how.name} to worker pid {pid} at step {_step(out / 'run' / 'metrics.jsonl')}")
-            while job.poll() is None and len(_starts(out / "run")) == len(starts):  # until the next attempt runs
-                time.sleep(0.2)
+            print(f"fault {fault + 1}: {how.name} to worker pid {pid} {where}")
+            while job.poll() is None and not _workers(fault + 1):  # until the launcher restarts the group
+                time.sleep(0.1)
         code = job.wait(timeout=1800)
         for pid in stopped:
             with contextlib.suppress(ProcessLookupError):

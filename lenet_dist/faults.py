@@ -4,6 +4,8 @@ moment, so crash-resume tests are deterministic. Unset (always, outside tests): 
     after-step:<n>    the n-th time this process finishes a step
     during-save:<n>   the n-th checkpoint this process writes, after its weights file
     at-step:<g>       whenever global step g finishes, in every attempt (a crash that repeats)
+    hang-when-finished  SIGSTOP, not SIGKILL: once the run has finished, before the process exits
+                      (the launcher's first attempt only, so the restart finishes)
     …@<rank>          only in the process with that RANK (a crash of one worker), e.g. after-step:12@1
 """
 
@@ -24,6 +26,10 @@ def crash_point(point: str, global_step: int | None = None) -> None:
     if rank and os.environ.get("RANK", "0") != rank:
         return
     want, _, n = spec.partition(":")
+    if want == point == "hang-when-finished":
+        if os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0":
+            os.kill(os.getpid(), signal.SIGSTOP)
+        return
     if want == "at-step" and point == "after-step" and global_step == int(n):
         os.kill(os.getpid(), signal.SIGKILL)
     if want != point:

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 
 from lenet_dist.config import Config
+from lenet_dist.errors import PeerLost
+from lenet_dist.faults import crash_point
 from lenet_dist.fileio import write_text_atomic
 from lenet_dist.model import LeNet5
 from lenet_dist.records import RunSummary
@@ -22,7 +24,8 @@ from lenet_dist.tracking.tracker import Tracker
 from lenet_dist.training import attempts
 from lenet_dist.training.checkpointing import Checkpointer, Restored, latest_valid, restore_training_state
 from lenet_dist.training.data import TrainingData, load_data
-from lenet_dist.training.distributed import Processes, elastic_restart, start_processes
+from lenet_dist.training.distributed import Processes, elastic_restart, node_name, start_processes
+from lenet_dist.training.exit_watch import stuck_local_peers
 from lenet_dist.training.gradient_sync import gather_gradients_on_gloo
 from lenet_dist.training.loop import TrainLoop
 from lenet_dist.training.optim import build_optimizer, build_scheduler
@@ -66,7 +69,13 @@ def train(cfg: Config, resume: str | None = None) -> RunSummary:
         timeline.mark("run_setup")  # run dir, resume, accelerate prepare, tracker
         loop = TrainLoop(cfg, procs, data, run_dir, model, optimizer, scheduler, checkpointer, tracker, start,
                          attempt, timeline)
-        return loop.run()
+        summary = loop.run()
+    crash_point("hang-when-finished")
+    if stuck := stuck_local_peers(cfg.checkpoint.hang_timeout_s):  # see exit_watch: not 0 while one is stuck
+        raise PeerLost(f"rank {procs.rank} on {node_name()}: the run finished, but worker(s) {stuck} beside it have "
+                       f"not exited {cfg.checkpoint.hang_timeout_s:g} s later; ending this attempt so the launcher "
+                       "stops them and the restart finds the run finished")
+    return summary
 
 
 def prepare(procs: Processes, model: LeNet5, optimizer: torch.optim.Optimizer):

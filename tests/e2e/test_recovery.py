@@ -76,6 +76,29 @@ def test_a_dead_or_hung_worker_restarts_the_job_which_finishes_bit_identical(how
     assert time.time() - t0 < 120 + (timeout + 30 if how == signal.SIGSTOP else 0)
 
 
+def test_a_worker_hung_after_the_run_finished_does_not_hold_the_job_for_ever(reference: bytes, mnist_dir: Path,
+                                                                             tmp_path: Path):
+    """After the last collective no peer can notice a hung rank, and the launcher would wait for it for
+    ever; the finished rank beside it exits 76 instead of 0, and the restart finds the run finished."""
+    timeout = 8
+    cmd = launch_cmd(2, "train", "--data-dir", mnist_dir, "--output-dir", tmp_path, "--run-name", "run", *ARGS,
+                     "--set", f"checkpoint.hang_timeout_s={timeout}", launcher_args=RESTARTS)
+    env = {**cli_env(), "LENET_DIST_FAULT": "hang-when-finished@0"}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=240)
+    finally:
+        for pid in processes_with({"RANK": "0", "TORCHELASTIC_RESTART_COUNT": "0"}):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-3000:]
+    assert "the run finished, but worker(s)" in err and "have not exited 8 s later" in err
+    assert (tmp_path / "run" / "model" / "model.safetensors").read_bytes() == reference, "bit-identical"
+    s = read_summary(tmp_path / "run")
+    assert s["status"] == "completed" and [a["ended"] for a in s["attempts"]] == ["completed", "completed"]
+    assert s["attempts"][1]["resumed_from_step"] == 46, "the restart resumed from the final checkpoint"
+
+
 def test_a_crash_at_the_same_step_gives_up_after_two_attempts(mnist_dir: Path, tmp_path: Path):
     """As any restarter (slurm/train.sh, torchrun, a person) would run it: again, with --resume auto."""
     env = cli_env(LENET_DIST_FAULT="at-step:13")
