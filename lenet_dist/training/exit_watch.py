@@ -27,15 +27,16 @@ def _state_and_parent(pid: str) -> tuple[str, int]:
 
 
 def local_peers() -> list[int]:
-    """The other live workers this process's launcher started: same parent, lenet_dist on the
-    command line, not exited (zombies awaiting their parent are gone)."""
+    """The other live workers this process's launcher started: same parent, lenet_dist (or the
+    lenet-dist script) on the command line, not exited (zombies awaiting their parent are gone)."""
     me, parent, peers = os.getpid(), os.getppid(), []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             state, ppid = _state_and_parent(pid)
-            if ppid == parent and int(pid) != me and state not in ("Z", "X") \
-                    and b"lenet_dist" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                peers.append(int(pid))
+            if ppid == parent and int(pid) != me and state not in ("Z", "X"):
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if b"lenet_dist" in cmd or b"lenet-dist" in cmd:  # `-m lenet_dist`, or the console script
+                    peers.append(int(pid))
         except (OSError, ValueError):
             continue
     return peers
