@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lenet_dist.inference.ink import Ink, NoInk, find_ink
-from lenet_dist.inference.segment import Box, SegmentationError, digit_columns, main_digit
+from lenet_dist.inference.segment import Box, SegmentationError, digit_columns, main_digit, span
 
 MAX_PIXELS = 40_000_000  # larger images are refused: decompression-bomb guard
 CLOSER_BELOW = 48  # digits shorter than this in the working image are found again in the full photo
@@ -130,10 +130,8 @@ def _closer(gray: np.ndarray, ink: Ink, groups: list[list[Box]]) -> np.ndarray |
     """Step 6's second look: the full-resolution photo around the digits, when they are small in the
     working image (a digit on a whole page, photographed from arm's length) and the photo has more
     pixels than that; None when a second look would see nothing new."""
-    boxes = [b for g in groups for b in g]
-    x0, y0 = min(b[1] for b in boxes), min(b[2] for b in boxes)
-    x1, y1 = max(b[1] + b[3] for b in boxes), max(b[2] + b[4] for b in boxes)
-    tall = max(max(b[2] + b[4] for b in g) - min(b[2] for b in g) for g in groups)
+    x0, y0, x1, y1 = span([b for g in groups for b in g])
+    tall = max(span(g)[3] - span(g)[1] for g in groups)
     if gray.shape[0] < 1.2 * ink.strength.shape[0] or tall >= CLOSER_BELOW:
         return None
     margin = max(tall, x1 - x0 if len(groups) == 1 else 0)  # a digit's worth of paper around: the page's light

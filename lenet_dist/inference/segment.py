@@ -38,7 +38,7 @@ def main_digit(ink: Ink) -> list[Box]:
             and b[1] < x1 and b[1] + b[3] > x0 and b[2] < y1 and b[2] + b[4] > y0)]
 
 
-def _span(group: list[Box]) -> tuple[int, int, int, int]:
+def span(group: list[Box]) -> tuple[int, int, int, int]:
     """x0, y0, x1, y1 of a group of components."""
     return (min(b[1] for b in group), min(b[2] for b in group),
             max(b[1] + b[3] for b in group), max(b[2] + b[4] for b in group))
@@ -72,15 +72,15 @@ def _columns(ink: Ink) -> list[list[Box]]:
     tall = float(np.median([b[4] for b in boxes]))
     for b in sorted(boxes, key=lambda b: b[1]):
         if groups:
-            gx0, _, gx1, _ = _span(groups[-1])
+            gx0, _, gx1, _ = span(groups[-1])
             overlap = min(gx1, b[1] + b[3]) - max(gx0, b[1])
             cut = overlap > -4 and b[1] + b[3] - gx0 <= 0.9 * tall  # halves of a digit a removed line split
             if overlap >= 0.3 * min(b[3], gx1 - gx0) or cut:
                 groups[-1].append(b)
                 continue
         groups.append([b])
-    heights = [_span(g)[3] - _span(g)[1] for g in groups]
-    widths = [_span(g)[2] - _span(g)[0] for g in groups]
+    heights = [span(g)[3] - span(g)[1] for g in groups]
+    widths = [span(g)[2] - span(g)[0] for g in groups]
     typical = float(np.median(heights))
     typical_area = float(np.median([w * h for w, h in zip(widths, heights, strict=True)]))
     merged: list[list[Box]] = []
@@ -89,9 +89,9 @@ def _columns(ink: Ink) -> list[list[Box]]:
         if heights[i] >= 0.6 * typical or widths[i] * heights[i] >= 0.35 * typical_area or len(groups) == 1:
             merged.append(list(g))
             continue
-        gx0, _, gx1, _ = _span(g)
-        gaps = [(gx0 - _span(groups[j])[2], j) for j in (i - 1,) if j >= 0]
-        gaps += [(_span(groups[j])[0] - gx1, j) for j in (i + 1,) if j < len(groups)]
+        gx0, _, gx1, _ = span(g)
+        gaps = [(gx0 - span(groups[j])[2], j) for j in (i - 1,) if j >= 0]
+        gaps += [(span(groups[j])[0] - gx1, j) for j in (i + 1,) if j < len(groups)]
         gap, j = min(gaps)
         at_border = gx0 <= 1 or gx1 >= ink.labels.shape[1] - 1
         if gap > 0.3 * typical or at_border:
@@ -107,9 +107,9 @@ def digit_columns(ink: Ink) -> list[list[Box]]:
     """The digits of a row, left to right; SegmentationError when digits run together (a guess
     there would be a wrong number that looks right)."""
     groups = _columns(ink)
-    typical_width = float(np.median([_span(g)[2] - _span(g)[0] for g in groups]))
+    typical_width = float(np.median([span(g)[2] - span(g)[0] for g in groups]))
     for g in groups:
-        x0, y0, x1, y1 = _span(g)
+        x0, y0, x1, y1 = span(g)
         w, h = x1 - x0, y1 - y0
         if w > 1.6 * h and (w > 1.6 * typical_width or len(groups) == 1 and w > 1.4 * h):
             raise SegmentationError(f"digits touch or overlap (a piece of ink {w}x{h} px, wider than any digit); "
