@@ -1,7 +1,8 @@
-"""LeNet5's first stage, relu(max_pool2d(conv1(x), 2)), as one matrix product and three maxima, for CPU.
+"""LeNet5's first stage, relu(max_pool2d(conv1(x), 2)), as one matrix product and three maxima, for
+bf16 training on CPU.
 
-Why: on CPU the first stage was over half of a training step (batch 256, bf16, 2 cores: conv1 ~1.9 ms,
-its max-pool ~3.4 ms, their backward ~1.6 ms, of ~11 ms). Both kernels run a scalar inner loop over
+Why: there the first stage was over half of a training step (batch 256, 2 cores: conv1 ~1.9 ms, its
+max-pool ~3.4 ms, their backward ~1.6 ms, of ~11 ms). Both kernels run a scalar inner loop over
 the 6 channels: oneDNN's convolution with one input channel, and the channels-last pooling kernel
 (with 16 channels, the second pool, it is 30x faster per element).
 
@@ -25,9 +26,15 @@ from torch import nn
 
 
 def applies(conv: nn.Conv2d, x: torch.Tensor) -> bool:
-    """LeNet5's conv1 (one input channel, 5x5, padding 2, stride 1) on a CPU batch of even-sized images,
-    outside tracing (`lenet-dist export` records the plain layers)."""
-    return (x.device.type == "cpu" and x.dim() == 4 and x.shape[1] == 1 and x.shape[2] % 2 == 0
+    """Training in bf16 on CPU (autocast, gradients on), LeNet5's conv1 (one input channel, 5x5,
+    padding 2, stride 1), a batch of even-sized images, outside tracing (`lenet-dist export` records
+    the plain layers). Not in fp32: there the pooling kernel is twice as fast and the product slower,
+    and the two came out even (default config, batch 128). Not without gradients (evaluation,
+    predict): MaxPool2x2's two maxima already make that pool cheap, and predictions stay the plain
+    layers' bit for bit."""
+    return (x.device.type == "cpu" and torch.is_grad_enabled() and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            and x.dim() == 4 and x.shape[1] == 1 and x.shape[2] % 2 == 0
             and x.shape[3] % 2 == 0 and conv.in_channels == 1 and conv.kernel_size == (5, 5)
             and conv.padding == (2, 2) and conv.stride == (1, 1) and conv.dilation == (1, 1)
             and conv.groups == 1 and conv.bias is not None and not torch.jit.is_tracing())

@@ -50,13 +50,20 @@ def test_bf16_autocast_gives_bf16_within_rounding_of_the_layers_in_the_asked_mem
     assert torch.allclose(ours.float(), _reference(x, conv), atol=0.05, rtol=0.02)
 
 
-def test_the_model_uses_it_where_it_applies_and_the_plain_layers_elsewhere():
-    model = LeNet5().double()
-    x = torch.randn(4, 1, 28, 28, dtype=torch.float64)
-    assert first_layer.applies(model.features[0], x)
-    assert torch.allclose(model(x), model.classifier(model.features(x)), atol=1e-12)
-    assert not first_layer.applies(model.features[0], x[:, :, :27])  # odd height
-    assert not first_layer.applies(LeNet5(in_channels=3).features[0], torch.zeros(2, 3, 28, 28))
+def test_the_model_uses_it_for_bf16_training_only():
+    model = LeNet5()
+    conv1 = model.features[0]
+    x = torch.randn(4, 1, 28, 28)
+    assert not first_layer.applies(conv1, x), "fp32: the plain layers"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert first_layer.applies(conv1, x)
+        assert not first_layer.applies(conv1, x[:, :, :27]), "odd height"
+        assert not first_layer.applies(LeNet5(in_channels=3).features[0], torch.zeros(2, 3, 28, 28))
+        with torch.no_grad():
+            assert not first_layer.applies(conv1, x), "evaluation and predict: the plain layers"
+            plain = model.classifier(model.features(x))
+        fused = model(x)
+    assert fused.dtype == plain.dtype and torch.allclose(fused.float(), plain.float(), atol=0.05)
 
 
 def test_training_steps_give_the_same_weights_as_the_plain_layers():
@@ -69,7 +76,9 @@ def test_training_steps_give_the_same_weights_as_the_plain_layers():
         for _ in range(3):
             x = torch.randn(16, 1, 28, 28, generator=g, dtype=torch.float64)
             y = torch.randint(0, 10, (16,), generator=g)
-            logits = model(x) if fused else model.classifier(model.features(x))
+            conv1, rest = model.features[0], model.features[3:]
+            logits = model.classifier(rest(first_layer.conv_pool_relu(x, conv1, torch.contiguous_format))
+                                      if fused else model.features(x))
             F.cross_entropy(logits, y).backward()
             optimizer.step()
             optimizer.zero_grad()
