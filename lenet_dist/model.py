@@ -65,9 +65,8 @@ class LeNet5(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv1, conv2 = self.features[0], self.features[3]
         if first_layer.applies(conv1, x):  # bf16 training on CPU: conv1, its pool and ReLU as one product
-            fmt = torch.channels_last if conv2.weight.is_contiguous(memory_format=torch.channels_last) \
-                else torch.contiguous_format
-            return self.classifier(self.features[3:](first_layer.conv_pool_relu(x, conv1, fmt)))
+            y = first_layer.second_conv(first_layer.conv_pool_relu(x, conv1), conv2)
+            return self.classifier(self.features[4:](y))
         return self.classifier(self.features(x))
 
     def model_args(self) -> dict[str, int]:

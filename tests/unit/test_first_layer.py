@@ -32,7 +32,7 @@ def test_values_and_gradients_equal_the_layers_exactly_ties_included(shape):
     x[0, 0, : shape[2] // 2] = 0  # a flat area: all four window positions tie
     conv = _integer_conv(g)
     grad_out = torch.randint(-3, 4, (shape[0], 6, shape[2] // 2, shape[3] // 2), generator=g).double()
-    ours = first_layer.conv_pool_relu(x, conv, torch.contiguous_format)
+    ours = first_layer.conv_pool_relu(x, conv)
     ours_grads = torch.autograd.grad(ours, (conv.weight, conv.bias), grad_out)
     reference = _reference(x, conv)
     reference_grads = torch.autograd.grad(reference, (conv.weight, conv.bias), grad_out)
@@ -40,14 +40,19 @@ def test_values_and_gradients_equal_the_layers_exactly_ties_included(shape):
     assert all(torch.equal(a, b) for a, b in zip(ours_grads, reference_grads, strict=True))
 
 
-def test_bf16_autocast_gives_bf16_within_rounding_of_the_layers_in_the_asked_memory_format():
+def test_bf16_autocast_gives_bf16_within_rounding_of_the_layers_and_conv2_back_in_channels_last():
     g = torch.Generator().manual_seed(1)
     x = torch.randn(8, 1, 28, 28, generator=g)
-    conv = nn.Conv2d(1, 6, 5, padding=2)
+    model = LeNet5().to(memory_format=torch.channels_last)
+    conv1, conv2 = model.features[0], model.features[3]
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        ours = first_layer.conv_pool_relu(x, conv, torch.channels_last)
-    assert ours.dtype == torch.bfloat16 and ours.is_contiguous(memory_format=torch.channels_last)
-    assert torch.allclose(ours.float(), _reference(x, conv), atol=0.05, rtol=0.02)
+        ours = first_layer.conv_pool_relu(x, conv1)
+        y = first_layer.second_conv(ours, conv2)
+        plain_y = conv2(_reference(x, conv1))
+    assert ours.dtype == torch.bfloat16 and ours.is_contiguous()
+    assert torch.allclose(ours.float(), _reference(x, conv1), atol=0.05, rtol=0.02)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(y.float(), plain_y.float(), atol=0.1, rtol=0.05)
 
 
 def test_the_model_uses_it_for_bf16_training_only():
@@ -76,9 +81,9 @@ def test_training_steps_give_the_same_weights_as_the_plain_layers():
         for _ in range(3):
             x = torch.randn(16, 1, 28, 28, generator=g, dtype=torch.float64)
             y = torch.randint(0, 10, (16,), generator=g)
-            conv1, rest = model.features[0], model.features[3:]
-            logits = model.classifier(rest(first_layer.conv_pool_relu(x, conv1, torch.contiguous_format))
-                                      if fused else model.features(x))
+            conv1, conv2 = model.features[0], model.features[3]
+            logits = model.classifier(model.features[4:](first_layer.second_conv(
+                first_layer.conv_pool_relu(x, conv1), conv2)) if fused else model.features(x))
             F.cross_entropy(logits, y).backward()
             optimizer.step()
             optimizer.zero_grad()
