@@ -20,10 +20,10 @@ from pathlib import Path
 FRESH_S = 1.0  # a waiting worker's file is never older than this; a stopped one's soon is
 
 
-def _state_and_parent(pid: str) -> tuple[str, int]:
+def proc_fields(pid: int | str) -> list[str]:
+    """/proc/<pid>/stat's fields after "pid (comm) ": state, parent, …, start time at [19]."""
     stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
-    return fields[0], int(fields[1])
+    return stat[stat.rindex(")") + 2:].split()
 
 
 def local_peers() -> list[int]:
@@ -32,7 +32,8 @@ def local_peers() -> list[int]:
     me, parent, peers = os.getpid(), os.getppid(), []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            state, ppid = _state_and_parent(pid)
+            fields = proc_fields(pid)
+            state, ppid = fields[0], int(fields[1])
             if ppid == parent and int(pid) != me and state not in ("Z", "X"):
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
                 if b"lenet_dist" in cmd or b"lenet-dist" in cmd:  # `-m lenet_dist`, or the console script

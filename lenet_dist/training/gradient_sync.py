@@ -1,5 +1,5 @@
-"""How DDP averages gradients over gloo (CPU): one all-gather, then a local sum, instead of gloo's ring
-all-reduce.
+"""How DDP averages gradients over gloo (CPU): through shared memory when every rank runs on this
+machine (shared_memory_sync), else one all-gather and a local sum instead of gloo's ring all-reduce.
 
 A LeNet5's gradients are one 247 KB bucket, so the exchange is all latency: a ring all-reduce is a
 reduce-scatter plus an all-gather, twice the message rounds of a single all-gather. Between two
@@ -7,8 +7,7 @@ processes on a 2-core machine an all-gather of the bucket took 0.7-1.1 ms agains
 all-reduce, and 2-process training gained 6% (jobs/benchmark.py's 2-process row). Every rank then
 sums the same rows in rank order, so all ranks hold the same bits, and for 2 ranks those bits are the
 all-reduce's (g0/2 + g1/2: one addition commutes). Each rank receives world x 247 KB: nothing for
-the few CPU processes gloo jobs use. NCCL (GPU) keeps DDP's own all-reduce.
-"""
+the few CPU processes gloo jobs use. NCCL (GPU) keeps DDP's own all-reduce."""
 
 from __future__ import annotations
 
@@ -17,13 +16,33 @@ from typing import Any
 import torch
 
 
-def gather_gradients_on_gloo(model: Any) -> None:
-    """Register the all-gather hook on a DDP model whose process group is gloo; else do nothing."""
+def gather_gradients_on_gloo(model: Any, timeout_s: float = 600.0, shared_memory: bool = True) -> str | None:
+    """On a DDP model whose process group is gloo, register the exchange: through shared memory when
+    every rank is on this machine (shared_memory_sync), else the all-gather. Returns which ("shared
+    memory", "all-gather"), or None for any other model (NCCL keeps DDP's all-reduce)."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    if isinstance(model, DistributedDataParallel) and dist.get_backend(model.process_group) == "gloo":
+    from lenet_dist.training import shared_memory_sync
+
+    if not (isinstance(model, DistributedDataParallel) and dist.get_backend(model.process_group) == "gloo"):
+        return None
+    params = [p for p in model.parameters() if p.requires_grad]
+    exchange = None
+    if shared_memory and len({p.dtype for p in params}) == 1:  # DDP's buckets: one dtype, at most every gradient
+        exchange = shared_memory_sync.open_exchange(model.process_group, sum(p.numel() for p in params),
+                                                    params[0].dtype, timeout_s)
+    if exchange is None:
         model.register_comm_hook(model.process_group, _all_gather_mean)
+        return "all-gather"
+    model.register_comm_hook(exchange, _shared_memory_mean)
+    return "shared memory"
+
+
+def _shared_memory_mean(exchange, bucket):  # unannotated, as below
+    mean = torch.futures.Future()
+    mean.set_result(exchange.mean(bucket.buffer()))
+    return mean
 
 
 def _all_gather_mean(group, bucket):  # unannotated: DDP checks the annotations' objects (GradBucket, Future)

@@ -57,7 +57,7 @@ def train(cfg: Config, resume: str | None = None) -> RunSummary:
         attempt = begin_attempt(run_dir, start, cfg, procs)
         if procs.is_main:  # only once a resume has loaded: a failed one changes nothing
             write_text_atomic(run_dir / "config.yaml", cfg.to_yaml())
-        model, optimizer = prepare(procs, model, optimizer)
+        model, optimizer = prepare(procs, model, optimizer, cfg.checkpoint.hang_timeout_s)
 
         checkpointer = Checkpointer(run_dir, cfg.checkpoint, procs.is_main,
                                     last_saved_step=start.progress.global_step if start.checkpoint else None)
@@ -78,13 +78,13 @@ def train(cfg: Config, resume: str | None = None) -> RunSummary:
     return summary
 
 
-def prepare(procs: Processes, model: LeNet5, optimizer: torch.optim.Optimizer):
+def prepare(procs: Processes, model: LeNet5, optimizer: torch.optim.Optimizer, hang_timeout_s: float):
     """The model and optimizer as the loop uses them: the model wrapped by accelerate (autocast, DDP
     with the gloo gradient hook), the optimizer only where fp16 needs accelerate's loss scaling; else
     its wrapper adds nothing but two package lookups per step (is_lomo_available: ~2% of a CPU step),
     as the loop steps once per batch anyway."""
     model = procs.acc.prepare(model, device_placement=[False])  # already placed: placing imports DTensor (0.5 s)
-    gather_gradients_on_gloo(model)
+    gather_gradients_on_gloo(model, hang_timeout_s)
     if procs.acc.scaler is not None:
         optimizer = procs.acc.prepare(optimizer)
     return model, optimizer
