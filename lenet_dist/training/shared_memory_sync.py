@@ -5,8 +5,9 @@ last rank had arrived (median 0.5-1.1 ms, p90 3.7-5.3 ms), even for one number: 
 a TCP socket and four thread wake-ups on cores that are busy training. That was a fifth of a
 fast.yaml step and why 2 processes trained at ~0.76x of 1. Here each rank copies its bucket into its
 row of a shared /dev/shm buffer, publishes a counter and polls its peers' counters: 0.2 ms after the
-last arrival, p90 0.25 ms; a step 1.32x faster (jobs/exchange_probe.py). Every rank then sums the same rows in rank
-order: the bits of the all-gather hook (gradient_sync), so the same seed gives the same weights.
+last arrival, p90 0.25 ms, and a step 1.32x faster (jobs/exchange_probe.py). Every rank then sums
+the same rows in rank order: the all-gather hook's bits (gradient_sync), so the same seed gives the
+same weights.
 
 Used only when every rank can open one file in /dev/shm, see every peer's process in /proc (to notice
 a dead peer) and runs on x86-64, whose stores become visible in program order (a counter is published
