@@ -109,8 +109,8 @@ def main() -> None:
     if args.out_dir:
         return worker(args)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-               str(29500 + os.getpid() % 1000), __file__, "--rounds", str(args.rounds), "--steps", str(args.steps),
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__,
+               "--rounds", str(args.rounds), "--steps", str(args.steps),
                "--batch", str(args.batch), "--worker-out", tmp]
         subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         result = summarise(Path(tmp))

@@ -82,7 +82,7 @@ def step_breakdown(config: Path, data_dir: Path, steps: int = 40) -> dict:
     model = LeNet5().to(procs.device, memory_format=mf)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer, data.total_steps)
-    model, optimizer = prepare(procs, model, optimizer)
+    model, optimizer = prepare(procs, model, optimizer, cfg.checkpoint.hang_timeout_s)
     order = epoch_order(len(data.train), cfg.train.seed, 0).to(procs.device)
     parts: dict[str, list[float]] = {k: [] for k in ("gather", "augment", "normalize", "forward", "backward",
                                                       "optimizer")}
