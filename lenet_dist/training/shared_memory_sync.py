@@ -32,7 +32,7 @@ import torch
 from lenet_dist.training.exit_watch import proc_fields
 
 HEADER = 64  # bytes per rank: its counter, pid and start time, one cache line each
-SPIN_S = 0.002  # poll without sleeping this long (the peer is usually < 0.1 ms behind), then nap
+SPIN_S = 0.002  # poll, yielding the core, this long (the peer is usually < 0.1 ms behind), then nap
 NAP_S = 50e-6
 LIVENESS_EVERY_S = 0.05
 
@@ -75,6 +75,8 @@ class SharedMemoryExchange:
                                        f"{self.timeout_s:g} s (checkpoint.hang_timeout_s)")
             if now - start >= SPIN_S:
                 time.sleep(NAP_S)
+            else:  # anything else runnable here (W&B's process, gloo's threads) goes first
+                os.sched_yield()
 
     def _check_alive(self, ranks: list[int]) -> None:
         for r in ranks:
