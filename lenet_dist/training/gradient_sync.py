@@ -29,7 +29,8 @@ def gather_gradients_on_gloo(model: Any, timeout_s: float = 600.0, shared_memory
         return None
     params = [p for p in model.parameters() if p.requires_grad]
     exchange = None
-    if shared_memory and len({p.dtype for p in params}) == 1:  # DDP's buckets: one dtype, at most every gradient
+    if shared_memory and {(p.device.type, p.dtype) for p in params} == {("cpu", params[0].dtype)}:
+        # DDP's buckets then hold one dtype, in CPU memory, at most every gradient
         exchange = shared_memory_sync.open_exchange(model.process_group, sum(p.numel() for p in params),
                                                     params[0].dtype, timeout_s)
     if exchange is None:

@@ -122,10 +122,12 @@ def _map(path: Path, size: int, create: bool) -> mmap.mmap | None:
     except OSError:
         return None
     try:
-        if create:
-            os.ftruncate(fd, size)
+        if create:  # the pages themselves, not a sparse file: a full /dev/shm fails here, not as SIGBUS later
+            os.posix_fallocate(fd, 0, size)
         return mmap.mmap(fd, size) if os.fstat(fd).st_size == size else None
     except OSError:
+        if create:
+            path.unlink(missing_ok=True)
         return None
     finally:
         os.close(fd)

@@ -64,6 +64,31 @@ def test_gloo_ranks_average_gradients_like_ddps_all_reduce(world: int, exchange:
     assert any(p.abs().sum() > 0 for p in ranks[0][True]), "gradients flowed"
 
 
+def _refusing_worker(rank: int, store: str, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from lenet_dist.model import LeNet5
+    from lenet_dist.training import shared_memory_sync
+    from lenet_dist.training.gradient_sync import gather_gradients_on_gloo
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    if rank == 1:  # e.g. another machine, or a /dev/shm it cannot open
+        shared_memory_sync._map = lambda *args, **kwargs: None
+    (Path(out) / f"rank{rank}.txt").write_text(str(gather_gradients_on_gloo(DistributedDataParallel(LeNet5()))))
+    dist.destroy_process_group()
+    os._exit(0)
+
+
+def test_when_one_rank_cannot_share_the_buffer_every_rank_uses_the_all_gather(tmp_path: Path):
+    left_before = set(Path("/dev/shm").glob("lenet-dist-grads-*"))
+    mp.spawn(_refusing_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    assert [(tmp_path / f"rank{r}.txt").read_text() for r in range(2)] == ["all-gather", "all-gather"]
+    assert set(Path("/dev/shm").glob("lenet-dist-grads-*")) <= left_before, "rank 0's file is unlinked"
+
+
 def _dying_worker(rank: int, store: str, out: str) -> None:
     import os
     import signal

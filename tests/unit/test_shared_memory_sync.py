@@ -73,3 +73,12 @@ def test_a_live_but_silent_peer_times_out_after_the_hang_timeout():
         me.mean(torch.ones(10))
     assert 0.3 <= time.monotonic() - start < 1.5
     assert is_peer_failure(exc.value)
+
+
+def test_a_buffer_the_file_system_cannot_hold_is_refused_and_removed(tmp_path):
+    from lenet_dist.training.shared_memory_sync import _map
+
+    path = tmp_path / "grads"
+    assert _map(path, 1 << 60, create=True) is None  # no space for it: no mapping that could SIGBUS later
+    assert not path.exists()
+    assert _map(tmp_path / "absent", 4096, create=False) is None
