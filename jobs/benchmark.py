@@ -12,6 +12,8 @@ Measures (medians where repeated; ratios against loops measured in this same run
     evaluation that crosses 99.0%, and where start-up goes (imports … first optimizer step)
   * one fast.yaml step split into its parts (batch, augmentation, forward, backward, optimizer), and
     the compute bound: training FLOPs per image against this machine's matmul peak
+  * without a GPU, the 2-process gradient exchange (jobs/exchange_probe.py): shared memory against
+    gloo's all-gather, after the last rank's arrival and per step
   * default config: held-out accuracy over --seeds seeds (mean, spread), and Fashion-MNIST once
   * held-out evaluation images/s; `lenet-dist --help` wall time
 """
@@ -188,6 +190,11 @@ def main() -> None:
         print("one fast.yaml step, part by part …", flush=True)
         res["fast_step"] = speed_probe.step_breakdown(REPO / "configs" / "fast.yaml", a.data_dir.resolve())
         res["compute_bound"] = speed_probe.compute_bound(res["fast_step"]["precision"], res["fast_step"]["device"])
+        if not torch.cuda.is_available():
+            print("the 2-process gradient exchange …", flush=True)
+            subprocess.run([sys.executable, str(REPO / "jobs" / "exchange_probe.py"), "--rounds", "3", "--out",
+                            str(tmp / "exchange.json")], check=True, capture_output=True)
+            res["exchange"] = json.loads((tmp / "exchange.json").read_text())
         if not a.quick:
             accs = []
             for seed in range(a.seeds):
@@ -241,6 +248,12 @@ def print_table(res: dict) -> None:
           f"{cb['matmul_peak_flops'] / 1e9:.0f} GFLOP/s ({cb['precision']}) -> {cb['bound_images_per_second']:,.0f} "
           f"images/s; fast.yaml reaches {res['fraction_of_compute_bound']:.0%} of it")
     print(f"2 processes vs 1: {res['two_vs_one_process']:.2f}x; vs baseline loop: {res['speedup_vs_baseline']:.2f}x")
+    if "exchange" in res:
+        shm, gloo = (res["exchange"]["exchanges"][k] for k in ("shared memory", "all-gather"))
+        print(f"2-process gradient exchange, after the last rank arrives (median / p90 ms): shared memory "
+              f"{shm['after_last_arrival']['median_ms']:.2f} / {shm['after_last_arrival']['p90_ms']:.2f}, gloo "
+              f"all-gather {gloo['after_last_arrival']['median_ms']:.2f} / {gloo['after_last_arrival']['p90_ms']:.2f}; "
+              f"a step {res['exchange']['step_speedup_of_shared_memory']:.2f}x faster with shared memory")
     if "default_mnist" in res:
         d = res["default_mnist"]
         print(f"default config, MNIST: mean held-out {d['mean']:.4f} over {len(d['accuracies'])} seeds "
