@@ -41,7 +41,7 @@ class SharedMemoryExchange:
     """The mean over ranks of each DDP bucket, for `register_comm_hook(exchange, shared_memory_mean)`."""
 
     def __init__(self, mm: mmap.mmap, rank: int, world: int, capacity: int, dtype: torch.dtype, timeout_s: float):
-        self.rank, self.world, self.capacity, self.timeout_s, self.seq = rank, world, capacity, timeout_s, 0
+        self.rank, self.world, self.timeout_s, self.seq = rank, world, timeout_s, 0
         self._mm = mm  # the tensors below are views of it
         self.counters = memoryview(mm)[: HEADER * world].cast("q")  # 8 words a rank: seq, pid, start time
         self.slots = torch.frombuffer(mm, dtype=dtype, offset=HEADER * world,
@@ -90,7 +90,7 @@ def open_exchange(group, capacity: int, dtype: torch.dtype, timeout_s: float) ->
     import torch.distributed as dist
 
     rank, world = dist.get_rank(group), dist.get_world_size(group)
-    size = HEADER * world + 2 * world * capacity * dtype.itemsize
+    size = buffer_bytes(world, capacity, dtype)
     usable = platform.machine().lower() in ("x86_64", "amd64") and Path("/dev/shm").is_dir() and Path("/proc").is_dir()
     token, mm = torch.zeros(16, dtype=torch.uint8), None
     if rank == 0 and usable:  # created and sized before any peer looks for it
@@ -104,12 +104,18 @@ def open_exchange(group, capacity: int, dtype: torch.dtype, timeout_s: float) ->
         mm = _map(path, size, create=False)
     exchange = SharedMemoryExchange(mm, rank, world, capacity, dtype, timeout_s) if mm is not None else None
     if not _all(group, exchange is not None):  # also: every rank has written its pid
-        return _unlink(path, rank)
+        _unlink(path, rank)
+        return None
     peers_seen = all(_same_process_alive(exchange.counters[8 * r + 1], exchange.counters[8 * r + 2])
                      for r in exchange.peers)  # other pid namespaces: no way to notice a dead peer
     agreed = _all(group, peers_seen)
     _unlink(path, rank)  # every rank has it mapped: nothing is left in /dev/shm, whatever happens next
     return exchange if agreed else None
+
+
+def buffer_bytes(world: int, capacity: int, dtype: torch.dtype) -> int:
+    """The header, then two slots of `world` rows of `capacity` elements."""
+    return HEADER * world + 2 * world * capacity * dtype.itemsize
 
 
 def _path(name: bytes) -> Path:

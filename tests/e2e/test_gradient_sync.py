@@ -13,6 +13,10 @@ import torch.multiprocessing as mp
 pytestmark = pytest.mark.slow  # spawns real process groups
 
 
+def _shared_buffers() -> set[Path]:
+    return set(Path("/dev/shm").glob("lenet-dist-grads-*"))
+
+
 def _worker(rank: int, world: int, store: str, out: str, exchange: str) -> None:
     import os
 
@@ -50,9 +54,9 @@ def _worker(rank: int, world: int, store: str, out: str, exchange: str) -> None:
 @pytest.mark.parametrize("exchange", ["shared memory", "all-gather"])
 @pytest.mark.parametrize("world", [2, 3])
 def test_gloo_ranks_average_gradients_like_ddps_all_reduce(world: int, exchange: str, tmp_path: Path):
-    left_before = set(Path("/dev/shm").glob("lenet-dist-grads-*"))
+    left_before = _shared_buffers()
     mp.spawn(_worker, args=(world, str(tmp_path / "store"), str(tmp_path), exchange), nprocs=world, join=True)
-    assert set(Path("/dev/shm").glob("lenet-dist-grads-*")) <= left_before, "the shared buffer is unlinked"
+    assert _shared_buffers() <= left_before, "the shared buffer is unlinked"
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(world)]
     for r in ranks[1:]:  # every rank holds the same bits: the same rows summed in the same order
         assert all(torch.equal(a, b) for a, b in zip(ranks[0][True], r[True], strict=True))
@@ -83,10 +87,10 @@ def _refusing_worker(rank: int, store: str, out: str) -> None:
 
 
 def test_when_one_rank_cannot_share_the_buffer_every_rank_uses_the_all_gather(tmp_path: Path):
-    left_before = set(Path("/dev/shm").glob("lenet-dist-grads-*"))
+    left_before = _shared_buffers()
     mp.spawn(_refusing_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
     assert [(tmp_path / f"rank{r}.txt").read_text() for r in range(2)] == ["all-gather", "all-gather"]
-    assert set(Path("/dev/shm").glob("lenet-dist-grads-*")) <= left_before, "rank 0's file is unlinked"
+    assert _shared_buffers() <= left_before, "rank 0's file is unlinked"
 
 
 def _dying_worker(rank: int, store: str, out: str) -> None:

@@ -14,13 +14,13 @@ import torch
 
 from lenet_dist.training.distributed import is_peer_failure
 from lenet_dist.training.exit_watch import proc_fields
-from lenet_dist.training.shared_memory_sync import HEADER, SharedMemoryExchange
+from lenet_dist.training.shared_memory_sync import SharedMemoryExchange, buffer_bytes
 
 CAPACITY = 1000
 
 
 def _pair(timeout_s: float = 30.0) -> tuple[SharedMemoryExchange, SharedMemoryExchange]:
-    mm = mmap.mmap(-1, HEADER * 2 + 2 * 2 * CAPACITY * 4)
+    mm = mmap.mmap(-1, buffer_bytes(2, CAPACITY, torch.float32))
     return tuple(SharedMemoryExchange(mm, rank, 2, CAPACITY, torch.float32, timeout_s) for rank in (0, 1))
 
 
