@@ -26,7 +26,7 @@ from lenet_dist.errors import CheckpointError
 from lenet_dist.faults import crash_point
 from lenet_dist.fileio import atomic_dir, disk_full_as_user_error, sha256_of
 from lenet_dist.model import LeNet5
-from lenet_dist.records import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, CheckpointMeta
+from lenet_dist.records import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, CheckpointMeta, TrainingState
 
 MODEL_FILE = "model.safetensors"
 META_FILE = "meta.json"
@@ -46,11 +46,12 @@ def versions() -> dict[str, str]:
 
 
 def save_checkpoint(dest: Path, model: LeNet5, meta: CheckpointMeta,
-                    training_state: dict[str, Any] | None = None) -> Path:
+                    training: TrainingState | None = None) -> Path:
     """Write a model (and optionally training-state) checkpoint directory atomically."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    training_state = training.to_state() if training is not None else None
     with disk_full_as_user_error(dest, _bytes_of(tensors, training_state)), atomic_dir(dest) as tmp:
         save_file(tensors, str(tmp / MODEL_FILE))
         crash_point("during-save")
@@ -153,7 +154,7 @@ def load_model(path: Path) -> tuple[LeNet5, CheckpointMeta]:
     return model, meta
 
 
-def load_training_state(path: Path) -> tuple[LeNet5, CheckpointMeta, dict[str, Any]]:
+def load_training_state(path: Path) -> tuple[LeNet5, CheckpointMeta, TrainingState]:
     """Model, metadata and training state, all on CPU (a state saved on GPU resumes anywhere)."""
     model, meta = load_model(path)
     ckpt = _resolve_dir(path)
@@ -163,7 +164,10 @@ def load_training_state(path: Path) -> tuple[LeNet5, CheckpointMeta, dict[str, A
         state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
     except Exception as exc:  # weights_only refuses anything but tensors and plain containers
         raise CheckpointError(f"{ckpt}: {STATE_FILE} cannot be loaded safely ({type(exc).__name__})") from None
-    return model, meta, state
+    try:
+        return model, meta, TrainingState.model_validate(state)
+    except ValidationError:
+        raise CheckpointError(f"{ckpt}: {STATE_FILE} is not a lenet-dist training state") from None
 
 
 def step_dir(run_dir: Path, global_step: int) -> Path:

@@ -69,6 +69,8 @@ class TrainConfig(_Section):
     eval_batch_size: int = Field(1000, gt=0)
     log_every_steps: int = Field(50, gt=0, description="train loss/lr/throughput every N optimizer steps")
     channels_last: bool = Field(True, description="NHWC memory layout; faster convolutions on CPU and GPU")
+    cpu_speedups: bool = Field(False, description="opt-in CPU-only kernels (training/cpu_speedups.py); "
+                               "nothing on CUDA")
 
 
 class CheckpointConfig(_Section):
@@ -81,7 +83,7 @@ class CheckpointConfig(_Section):
         description="checkpoint and exit 75 (resumable) on these; SIGHUP: the terminal or ssh session went away")
     signal_check_steps: int = Field(10, gt=0, description="ranks agree on a stop every N steps (a sync)")
     every_seconds: float = Field(60.0, ge=0, description="also a training state when this much time has passed "
-                                 "since the last one (0: off): what a crash can lose; a save costs ~10 ms")
+                                 "since the last one (0: off): what a crash can lose")
     hang_timeout_s: float = Field(60.0, gt=0, description="a collective that waits this long means a peer is dead "
                                   "or hung: this rank exits so the job can restart")
     max_restarts: int = Field(3, ge=0, description="automatic restarts after crashes, before giving up; two crashes "

@@ -53,14 +53,8 @@ def train(
 
         typer.echo(Path(cfg.output_dir) / (cfg.run_name or generated_name(cfg.data.dataset)))
         return
+    from lenet_dist.training.train import train as run_training
 
-    import gc
-
-    gc.disable()  # the imports make ~0.5M objects that live as long as the job; three full
-    from lenet_dist.training.train import train as run_training  # collections of them cost ~150 ms
-
-    gc.freeze()  # later full collections (one after training, one at exit: ~100 ms each) skip them
-    gc.enable()
     run_training(cfg, resume=resume)
 
 

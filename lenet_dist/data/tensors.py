@@ -21,7 +21,7 @@ IDX_MAGIC = {1: 0x00000801, 3: 0x00000803}  # labels, images
 
 def read_idx(path: Path, ndim: int) -> np.ndarray:
     """An IDX file as a uint8 array. Not torchvision's read_image_file/read_label_file: importing
-    torchvision.datasets costs ~2 s at every job start, and a wrong file fails there with a bare
+    torchvision.datasets costs seconds at every job start, and a wrong file fails there with a bare
     AssertionError (a traceback) instead of a DataError the user can act on."""
     raw = Path(path).read_bytes()
     magic = int.from_bytes(raw[:4], "big")

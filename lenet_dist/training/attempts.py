@@ -14,53 +14,54 @@ steps (a node lost twice in one checkpoint interval is bad luck, not a bug).
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import time
 from pathlib import Path
-from typing import Any
+
+from pydantic import TypeAdapter
 
 from lenet_dist.errors import EXIT_GAVE_UP, PeerLost, UserError
+from lenet_dist.records import AttemptEnd, AttemptFailure, AttemptLine, AttemptStart, AttemptSummary
 
 FILE = "attempts.jsonl"
+_LINE = TypeAdapter(AttemptLine)
 
 
 class GaveUp(UserError):
     exit_code = EXIT_GAVE_UP
 
 
-def read(run_dir: Path) -> list[dict[str, Any]]:
+def read(run_dir: Path) -> list[AttemptLine]:
     path = Path(run_dir) / FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [_LINE.validate_json(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def append(run_dir: Path, record: dict[str, Any]) -> None:
+def append(run_dir: Path, record: AttemptLine) -> None:
     """One line, appended and flushed (a crash right after must not lose it)."""
     with open(Path(run_dir) / FILE, "a") as fh:
-        fh.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record}) + "\n")
+        fh.write(record.model_dump_json(exclude_none=True) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
 
 
-def crashed_in_a_row(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def crashed_in_a_row(records: list[AttemptLine]) -> list[AttemptStart]:
     """The start records of the attempts that crashed since the last one that ended, newest first."""
-    ended = {r["attempt"] for r in records if r["kind"] == "end"}
+    ended = {r.attempt for r in records if isinstance(r, AttemptEnd)}
     out = []
-    for r in reversed([r for r in records if r["kind"] == "start"]):
-        if r["attempt"] in ended:
+    for r in reversed([r for r in records if isinstance(r, AttemptStart)]):
+        if r.attempt in ended:
             break
         out.append(r)
     return out
 
 
-def refusal(records: list[dict[str, Any]], resumed_from_step: int, max_restarts: int) -> str | None:
+def refusal(records: list[AttemptLine], resumed_from_step: int, max_restarts: int) -> str | None:
     """Why this attempt must not run, or None."""
     crashes = crashed_in_a_row(records)
-    if len(crashes) >= 2 and crashes[0]["resumed_from_step"] == resumed_from_step:
-        last, before = (_crash_step(records, c["attempt"]) for c in crashes[:2])
+    if len(crashes) >= 2 and crashes[0].resumed_from_step == resumed_from_step:
+        last, before = (_crash_step(records, c.attempt) for c in crashes[:2])
         if last is None or before is None or last == before:  # two crashes at different steps are bad luck
             where = f" (at step {last} both times)" if last is not None else ""
             return (f"the last two attempts crashed{where}, the second before it got past the checkpoint at step "
@@ -72,9 +73,9 @@ def refusal(records: list[dict[str, Any]], resumed_from_step: int, max_restarts:
     return None
 
 
-def _crash_step(records: list[dict[str, Any]], attempt: int) -> int | None:
+def _crash_step(records: list[AttemptLine], attempt: int) -> int | None:
     """Where an attempt failed, as a surviving rank saw it; None when no rank survived to say."""
-    steps = [r["step"] for r in records if r["kind"] == "failure" and r["attempt"] == attempt]
+    steps = [r.step for r in records if isinstance(r, AttemptFailure) and r.attempt == attempt]
     return min(steps) if steps else None
 
 
@@ -84,10 +85,11 @@ def begin(run_dir: Path, resumed_from_step: int, max_restarts: int, launcher_res
     why = refusal(records, resumed_from_step, max_restarts)
     if why:
         raise GaveUp(why)
-    attempt = 1 + max((r["attempt"] for r in records), default=0)
-    append(run_dir, {"kind": "start", "attempt": attempt, "resumed_from_step": resumed_from_step,
-                     "launcher_restart": launcher_restart, "host": socket.gethostname(), "pid": os.getpid(),
-                     **{k: v for k, v in os.environ.items() if k in ("SLURM_JOB_ID", "SLURM_RESTART_COUNT")}})
+    attempt = 1 + max((r.attempt for r in records), default=0)
+    append(run_dir, AttemptStart(attempt=attempt, resumed_from_step=resumed_from_step,
+                                 launcher_restart=launcher_restart, host=socket.gethostname(), pid=os.getpid(),
+                                 slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+                                 slurm_restart_count=os.environ.get("SLURM_RESTART_COUNT")))
     return attempt
 
 
@@ -97,20 +99,18 @@ def peer_lost(run_dir: Path, attempt: int, rank: int, step: int, exc: BaseExcept
     from lenet_dist.training.distributed import node_name
 
     cause = f"a peer rank died or stopped answering ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
-    append(run_dir, {"kind": "failure", "attempt": attempt, "rank": rank, "node": node_name(), "step": step,
-                     "cause": cause})
+    append(run_dir, AttemptFailure(attempt=attempt, rank=rank, node=node_name(), step=step, cause=cause))
     return PeerLost(f"rank {rank} on {node_name()} at step {step}: {cause}; ending this attempt so the job "
                     "restarts from its latest checkpoint")
 
 
-def summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def summary(records: list[AttemptLine]) -> list[AttemptSummary]:
     """One entry per attempt for summary.json: where it started, how it ended, why."""
     out = []
-    for start in (r for r in records if r["kind"] == "start"):
-        n = start["attempt"]
-        end = next((r for r in records if r["kind"] == "end" and r["attempt"] == n), None)
-        failures = [r for r in records if r["kind"] == "failure" and r["attempt"] == n]
-        out.append({"attempt": n, "started": start["time"], "resumed_from_step": start["resumed_from_step"],
-                    "ended": end["status"] if end else "crashed",
-                    "failures": [{k: f[k] for k in ("rank", "node", "step", "cause", "time")} for f in failures]})
+    for start in (r for r in records if isinstance(r, AttemptStart)):
+        n = start.attempt
+        end = next((r for r in records if isinstance(r, AttemptEnd) and r.attempt == n), None)
+        out.append(AttemptSummary(attempt=n, started=start.time, resumed_from_step=start.resumed_from_step,
+                                  ended=end.status if end else "crashed",
+                                  failures=[r for r in records if isinstance(r, AttemptFailure) and r.attempt == n]))
     return out

@@ -13,7 +13,6 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from lenet_dist.checkpoint import (
     best_checkpoint,
@@ -27,7 +26,7 @@ from lenet_dist.config import CheckpointConfig
 from lenet_dist.errors import CheckpointError
 from lenet_dist.fileio import TMP_MARK
 from lenet_dist.model import LeNet5
-from lenet_dist.records import CheckpointMeta, EpochRecord, Progress
+from lenet_dist.records import CheckpointMeta, EpochRecord, Progress, TrainingState
 
 log = logging.getLogger("lenet_dist.checkpoint")
 
@@ -67,15 +66,13 @@ def restore_training_state(ckpt: Path, *, model: LeNet5, optimizer, scheduler, s
         raise CheckpointError(f"{ckpt} was planned for {meta.total_steps} steps, this run for {total_steps}: "
                               "the learning-rate schedule depends on it; keep train.epochs")
     model.load_state_dict(saved.state_dict())
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state.get("scheduler") is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    if scaler is not None and state.get("scaler") is not None:
-        scaler.load_state_dict(state["scaler"])
-    progress = Progress.model_validate(state["progress"])
-    progress.restarts += 1
-    return Restored(progress, [EpochRecord.model_validate(h) for h in state["history"]], Path(ckpt),
-                    state.get("tracking_run_id"))
+    optimizer.load_state_dict(state.optimizer)
+    if scheduler is not None and state.scheduler is not None:
+        scheduler.load_state_dict(state.scheduler)
+    if scaler is not None and state.scaler is not None:
+        scaler.load_state_dict(state.scaler)
+    progress = state.progress.model_copy(update={"restarts": state.progress.restarts + 1})
+    return Restored(progress, list(state.history), Path(ckpt), state.tracking_run_id)
 
 
 class Checkpointer:
@@ -101,11 +98,11 @@ class Checkpointer:
             return True
         return bool(self.cfg.every_steps) and global_step % self.cfg.every_steps == 0
 
-    def save(self, global_step: int, model: LeNet5, meta: CheckpointMeta, state: dict[str, Any]) -> Path:
+    def save(self, global_step: int, model: LeNet5, meta: CheckpointMeta, state: TrainingState) -> Path:
         """Main process writes; every rank records the step so `due` stays in agreement."""
         dest = step_dir(self.run_dir, global_step)
         if self.is_main:
-            save_checkpoint(dest, model, meta, training_state=state)
+            save_checkpoint(dest, model, meta, training=state)
             self._prune()
         self.last_saved_step = global_step
         return dest

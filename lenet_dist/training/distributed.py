@@ -11,12 +11,6 @@ from typing import Any
 from lenet_dist.errors import ConfigError, PeerLost
 
 
-def env_rank() -> int:
-    """Global rank from the launcher's environment (0 when not launched), readable before any
-    process group exists: torchrun/accelerate set RANK, srun sets SLURM_PROCID."""
-    return int(os.environ.get("RANK", "0"))
-
-
 def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -121,8 +115,8 @@ class Processes:
     def wait_for_everyone(self) -> None:
         self.acc.wait_for_everyone()
 
-    def unwrap(self, model):  # not acc.unwrap_model: its compile check imports torch._dynamo (1.1 s)
-        return getattr(model, "module", model)  # DDP's; this job compiles nothing
+    def unwrap(self, model):
+        return self.acc.unwrap_model(model)
 
 
 def start_processes(mixed_precision: str, grad_accum_steps: int, global_batch: int,

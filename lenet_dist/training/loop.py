@@ -4,6 +4,7 @@ Every rank runs the same sequence; only the main process writes (checkpointer, t
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -25,8 +26,8 @@ from lenet_dist.training.data import TrainingData
 from lenet_dist.training.distributed import Processes, close_distributed, is_peer_failure
 from lenet_dist.training.evaluation import EvalResult, evaluate
 from lenet_dist.training.metrics import LossWindow, eval_line
+from lenet_dist.training.outputs import RunOutputs
 from lenet_dist.training.stopping import StopRequest, TrainingStopped
-from lenet_dist.training.summary import check_finite, checkpoint_meta, evaluate_resumed_end, finish, run_summary
 from lenet_dist.training.timeline import Timeline
 
 
@@ -37,12 +38,13 @@ class TrainLoop:
         self.cfg, self.procs, self.data, self.run_dir = cfg, procs, data, run_dir
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.checkpointer, self.tracker = checkpointer, tracker
-        self.progress, self.history, self.resumed_from = start.progress, start.history, start.checkpoint
-        self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        self.progress, self.history = start.progress, start.history
+        self.memory_format = data.memory_format
         self.reporter = ProgressReporter(procs.is_main, cfg.train.epochs, data.steps_per_epoch)
+        self.out = RunOutputs(cfg, procs, data, run_dir, checkpointer, tracker, self.reporter,
+                              timeline or Timeline(), attempt, start.checkpoint)
+        self.attempt, self.timeline = attempt, self.out.timeline
         self._clock = time.perf_counter()
-        self.attempt = attempt
-        self.timeline = timeline or Timeline()
         self._last_save = time.monotonic()
 
     def run(self) -> RunSummary:
@@ -53,7 +55,8 @@ class TrainLoop:
             while self.progress.epoch < self.cfg.train.epochs:
                 self._run_epoch(self.progress.epoch, stop)
                 final = self._end_epoch()
-            summary = finish(self, final or evaluate_resumed_end(self))
+            final = final or self._evaluate_resumed_end()
+            summary = self.out.finish(self.progress, self.history, self.procs.unwrap(self.model), final)
             all_ranks_here, exit_code = True, 0
             return summary
         except (TrainingStopped, DivergedError) as exc:
@@ -75,10 +78,6 @@ class TrainLoop:
                 close_distributed()
             if not peer_lost:
                 stop.restore()
-
-    def end_attempt(self, status: str) -> None:
-        if self.procs.is_main:
-            attempts.append(self.run_dir, {"kind": "end", "attempt": self.attempt, "status": status})
 
     def _run_epoch(self, epoch: int, stop: StopRequest) -> None:
         order = epoch_order(len(self.data.train), self.cfg.train.seed, epoch).to(self.procs.device)
@@ -149,7 +148,7 @@ class TrainLoop:
         """Sum of the window's per-step losses (mean over ranks), added to the epoch's; a sync.
         Flushed before every checkpoint, so a diverged model is never saved."""
         total = float(self.procs.reduce_mean(window.loss))
-        check_finite(self, total, "training loss")
+        self._check_finite(total, "training loss")
         self.progress.epoch_loss_sum += total
         window.reset()
         return total
@@ -162,7 +161,7 @@ class TrainLoop:
         p = self.progress
         train_seconds = p.train_seconds - sum(h.train_seconds for h in self.history)
         result = self._evaluate()
-        check_finite(self, result.loss, "held-out loss")
+        self._check_finite(result.loss, "held-out loss")
         record = EpochRecord(
             epoch=p.epoch + 1, train_loss=p.epoch_loss_sum / self.data.steps_per_epoch, test_loss=result.loss,
             test_accuracy=result.accuracy, train_seconds=train_seconds,
@@ -183,28 +182,28 @@ class TrainLoop:
                         reduce_sum=self.procs.reduce_sum, memory_format=self.memory_format)
 
     def _save_training_state(self, result: EvalResult | None) -> Path:
-        acc = self.procs.acc
-        elapsed = self.progress.elapsed_before + time.time() - PROCESS_START
-        state = {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "scaler": acc.scaler.state_dict() if acc.scaler is not None else None,
-            "progress": self.progress.model_copy(update={"elapsed_before": elapsed}).model_dump(),
-            "history": [h.model_dump() for h in self.history],
-            "tracking_run_id": self.tracker.run_id,
-        }
-        path = self.checkpointer.save(self.progress.global_step, self.procs.unwrap(self.model),
-                                      checkpoint_meta(self, result), state)
-        self.procs.wait_for_everyone()
+        path = self.out.save_training_state(self.progress, self.history, self.procs.unwrap(self.model),
+                                            self.optimizer, self.scheduler, result)
         self._last_save = time.monotonic()
         return path
 
     def _stop(self, stop: StopRequest) -> None:
         path = self._save_training_state(None)
-        self.end_attempt("stopped")
-        summary = run_summary(self, None, status="stopped", stop_signal=stop.signal_name or "peer")
+        self.out.stopped(self.progress, self.history, stop.signal_name or "peer")
         if self.procs.is_main:
-            summary.write(self.run_dir)
             stop.consume_stop_file()
         raise TrainingStopped(f"stopped on {stop.signal_name or 'a peer rank signal'} at step "
                               f"{self.progress.global_step}; resume with --resume auto", str(path))
+
+    def _check_finite(self, value: float, what: str) -> None:
+        if not math.isfinite(value):
+            raise self.out.diverged(self.progress, self.history, what, value)
+
+    def _evaluate_resumed_end(self) -> EvalResult:
+        """Resumed from the last step's checkpoint: no epoch ran here, so evaluate the model once and
+        log it as the last epoch's result, which this run's metrics.jsonl (and report) needs."""
+        result = self._evaluate()
+        if self.history:
+            self.tracker.log(eval_line(self.history[-1], result), self.progress.global_step,
+                             class_names=list(self.data.spec.classes))
+        return result

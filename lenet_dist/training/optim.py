@@ -1,4 +1,4 @@
-"""Optimizer and learning-rate schedule, from the config."""
+"""Optimizer and learning-rate schedule, from the config: torch.optim as shipped."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from lenet_dist.config import Config
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
     o = cfg.optim
     if o.name == "sgd":
-        return _eager(torch.optim.SGD)(model.parameters(), lr=o.lr, momentum=o.momentum,
-                                       weight_decay=o.weight_decay, nesterov=o.momentum > 0)
-    cls = _eager(torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam)
-    # fused: one kernel for all ten parameter tensors instead of a loop of small ops (~10% of a
-    # LeNet5 step on CPU)
+        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                               nesterov=o.momentum > 0)
+    cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+    # fused: torch's own single-kernel Adam over all parameter tensors, on CPU and CUDA alike
     return cls(model.parameters(), lr=o.lr, weight_decay=o.weight_decay, fused=True)
 
 
@@ -26,24 +25,3 @@ def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, total_steps: 
     if s.name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     return None
-
-
-def _eager(cls: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
-    """`cls` with its methods called without their torch.compile guards. torch.optim wraps step,
-    zero_grad, add_param_group and (load_)state_dict in wrappers that import torch._dynamo on first
-    use: 1.1 s of pure-Python imports, a third of a 2-core job's start, for a guard this eager job
-    never needs (it does not compile the optimizer). Same kernels, same state_dict format, same
-    weights bit for bit (tests/unit/test_optim.py). Where a torch release drops a wrapper
-    (no __wrapped__), its method is used as it is."""
-    def raw(method):
-        return getattr(method, "__wrapped__", method)
-
-    unguarded_step = raw(cls.step)
-
-    def step(self, closure=None):
-        with torch.no_grad():  # what the step wrapper does for a non-differentiable optimizer
-            return unguarded_step(self, closure)
-
-    methods = {name: raw(getattr(torch.optim.Optimizer, name))
-               for name in ("add_param_group", "zero_grad", "state_dict", "load_state_dict")}
-    return type(cls.__name__, (cls,), {**methods, "step": step, "__doc__": cls.__doc__})

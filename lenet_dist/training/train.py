@@ -21,12 +21,11 @@ from lenet_dist.fileio import write_text_atomic
 from lenet_dist.model import LeNet5
 from lenet_dist.records import RunSummary
 from lenet_dist.tracking.tracker import Tracker
-from lenet_dist.training import attempts
+from lenet_dist.training import attempts, cpu_speedups
 from lenet_dist.training.checkpointing import Checkpointer, Restored, latest_valid, restore_training_state
 from lenet_dist.training.data import TrainingData, load_data
 from lenet_dist.training.distributed import Processes, elastic_restart, node_name, start_processes
 from lenet_dist.training.exit_watch import stuck_local_peers
-from lenet_dist.training.gradient_sync import gather_gradients_on_gloo
 from lenet_dist.training.loop import TrainLoop
 from lenet_dist.training.optim import build_optimizer, build_scheduler
 from lenet_dist.training.run_dir import claimed_run_dir
@@ -49,7 +48,8 @@ def train(cfg: Config, resume: str | None = None) -> RunSummary:
     timeline.mark("data")
     with claimed_run_dir(cfg, procs, resume) as run_dir:
         torch.manual_seed(cfg.train.seed)
-        model = LeNet5(1, len(data.spec.classes)).to(procs.device, memory_format=memory_format(cfg))
+        model = LeNet5(1, len(data.spec.classes)).to(procs.device, memory_format=data.memory_format)
+        model = cpu_speedups.enable(model, cfg.train.cpu_speedups, procs.device)
         optimizer = build_optimizer(cfg, model)
         scheduler = build_scheduler(cfg, optimizer, data.total_steps)
         timeline.mark("model_and_optimizer")
@@ -57,7 +57,7 @@ def train(cfg: Config, resume: str | None = None) -> RunSummary:
         attempt = begin_attempt(run_dir, start, cfg, procs)
         if procs.is_main:  # only once a resume has loaded: a failed one changes nothing
             write_text_atomic(run_dir / "config.yaml", cfg.to_yaml())
-        model, optimizer = prepare(procs, model, optimizer, cfg.checkpoint.hang_timeout_s)
+        model, optimizer = prepare(procs, model, optimizer)
 
         checkpointer = Checkpointer(run_dir, cfg.checkpoint, procs.is_main,
                                     last_saved_step=start.progress.global_step if start.checkpoint else None)
@@ -78,16 +78,11 @@ def train(cfg: Config, resume: str | None = None) -> RunSummary:
     return summary
 
 
-def prepare(procs: Processes, model: LeNet5, optimizer: torch.optim.Optimizer, hang_timeout_s: float):
-    """The model and optimizer as the loop uses them: the model wrapped by accelerate (autocast, DDP
-    with the gloo gradient hook), the optimizer only where fp16 needs accelerate's loss scaling; else
-    its wrapper adds nothing but two package lookups per step (is_lomo_available: ~2% of a CPU step),
-    as the loop steps once per batch anyway."""
-    model = procs.acc.prepare(model, device_placement=[False])  # already placed: placing imports DTensor (0.5 s)
-    gather_gradients_on_gloo(model, hang_timeout_s)
-    if procs.acc.scaler is not None:
-        optimizer = procs.acc.prepare(optimizer)
-    return model, optimizer
+def prepare(procs: Processes, model: LeNet5, optimizer: torch.optim.Optimizer):
+    """The model and optimizer as the loop uses them, through accelerate's own prepare: the model
+    wrapped for autocast and DDP (its stock all-reduce on gloo or NCCL), the optimizer wrapped for
+    fp16 loss scaling."""
+    return procs.acc.prepare(model, optimizer)
 
 
 def begin_attempt(run_dir: Path, start: Restored, cfg: Config, procs: Processes) -> int:
@@ -104,10 +99,6 @@ def begin_attempt(run_dir: Path, start: Restored, cfg: Config, procs: Processes)
     if why:
         raise attempts.GaveUp(why)
     return attempt
-
-
-def memory_format(cfg: Config) -> torch.memory_format:
-    return torch.channels_last if cfg.train.channels_last else torch.contiguous_format
 
 
 def restore(run_dir: Path, resume: str | None, model: LeNet5, optimizer, scheduler, procs: Processes,

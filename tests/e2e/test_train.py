@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ from lenet_dist.data.datasets import MNIST
 from lenet_dist.data.tensors import load_split
 from lenet_dist.fileio import TMP_MARK
 
-from ..conftest import REPO, SMALL, cli_env, launch, read_summary, run_cli
+from ..conftest import SMALL, launch, read_summary, run_cli
 
 pytestmark = pytest.mark.slow  # real launches: subprocesses, multi-process, the SLURM cluster
 
@@ -124,17 +122,3 @@ def test_evaluation_never_augments(mnist_dir: Path, tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     again = run_cli("evaluate", tmp_path / "a" / "model", "--data-dir", mnist_dir, "--json", cwd=tmp_path)
     assert json.loads(again.stdout)["accuracy"] == read_summary(tmp_path / "a")["test_accuracy"]
-
-
-def test_a_one_process_run_never_loads_torch_dynamo_or_dtensor(mnist_dir: Path, tmp_path: Path):
-    """1.6 s of a 2-core start-up went to importing these for guards this job never needs (torch.optim's
-    compile guards, accelerate's DTensor and compiled-module checks); jobs/benchmark.py times the rest."""
-    argv = ["lenet-dist", "train", "--data-dir", str(mnist_dir), "--output-dir", str(tmp_path), "--run-name", "i",
-            "--config", "configs/fast.yaml", "--set", "data.train_subset=2560", "--epochs", "1"]
-    code = (f"import runpy, sys\nsys.argv = {argv!r}\ntry:\n    runpy.run_module('lenet_dist', run_name='__main__')\n"
-            "except SystemExit as e:\n    assert not e.code, e.code\n"
-            "print('loaded:', sorted(m for m in ('torch._dynamo', 'torch.distributed.tensor') if m in sys.modules))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=cli_env(), capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0 and read_summary(tmp_path / "i")["status"] == "completed", proc.stderr[-2000:]
-    assert "loaded: []" in proc.stdout, proc.stdout

@@ -10,7 +10,7 @@ import torch
 from lenet_dist.checkpoint import save_checkpoint, step_dir
 from lenet_dist.data.datasets import MNIST
 from lenet_dist.model import LeNet5
-from lenet_dist.records import CheckpointMeta, EvalMetrics, Progress
+from lenet_dist.records import CheckpointMeta, EvalMetrics, Progress, TrainingState
 
 
 def make_meta(global_step: int = 10, accuracy: float | None = None, steps_per_epoch: int = 10,
@@ -32,11 +32,10 @@ def training_objects(total_steps: int = 20):
 
 def save_training_checkpoint(run_dir: Path, global_step: int, accuracy: float | None = None, **meta_args) -> Path:
     model, optimizer, scheduler = training_objects(meta_args.get("total_steps", 20))
-    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": None,
-             "progress": Progress(global_step=global_step, epoch=1).model_dump(), "history": [],
-             "tracking_run_id": "abc123"}
+    state = TrainingState(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                          progress=Progress(global_step=global_step, epoch=1), tracking_run_id="abc123")
     return save_checkpoint(step_dir(run_dir, global_step), model, make_meta(global_step, accuracy, **meta_args),
-                           training_state=state)
+                           training=state)
 
 
 @pytest.fixture

@@ -53,9 +53,41 @@ def test_only_the_distributed_module_imports_accelerate():
 
 def test_model_module_is_pure_torch():
     assert _imports(PACKAGE / "model.py") - {"lenet_dist"} <= {"__future__", "torch", "torch.nn"}
-    assert {m.split(".")[0] for m in _imports(PACKAGE / "first_layer.py")} <= {"__future__", "functools", "torch"}
+
+
+def test_the_opt_in_cpu_kernels_are_one_module_that_only_training_reaches():
+    def imports_it(path: Path) -> bool:
+        tree = ast.parse(path.read_text())
+        nodes = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+        return any("cpu_speedups" in (getattr(n, "module", None) or "")
+                   or any(a.name == "cpu_speedups" for a in n.names) for n in nodes)
+
+    users = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if imports_it(p)}
+    assert users == {"training/train.py"}
+    assert {m.split(".")[0] for m in _imports(PACKAGE / "training" / "cpu_speedups.py")} <= {
+        "__future__", "functools", "torch"}
 
 
 def test_no_module_is_over_about_200_lines():
     sizes = {p.relative_to(PACKAGE).as_posix(): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
     assert {name: n for name, n in sizes.items() if n > 210} == {}
+
+
+def test_no_import_cycle_between_the_packages_modules():
+    """Type-checking imports count too: a cycle there is a design knot (it was loop <-> summary)."""
+    modules = {f"lenet_dist.{p.relative_to(PACKAGE).with_suffix('').as_posix().replace('/', '.')}": p
+               for p in PACKAGE.rglob("*.py")}
+    graph = {name: {m for m in _imports(path) if m in modules and m != name} for name, path in modules.items()}
+    state: dict[str, int] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for dep in graph[name]:
+            assert state.get(dep) != 1, f"import cycle: {' -> '.join([*path, name, dep])}"
+            if dep not in state:
+                visit(dep, [*path, name])
+        state[name] = 2
+
+    for name in graph:
+        if name not in state:
+            visit(name, [])

@@ -6,7 +6,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from lenet_dist.records import CheckpointMeta, EpochRecord, Progress, RecordError, RunSummary, TrackingInfo
+from lenet_dist.records import (
+    CheckpointMeta,
+    EpochRecord,
+    Progress,
+    RecordError,
+    RunSummary,
+    TrackingInfo,
+    TrainingState,
+)
 
 from .conftest import make_meta
 
@@ -24,11 +32,21 @@ def _summary(**changes) -> RunSummary:
     return RunSummary(**{**base, **changes})
 
 
-def test_progress_survives_a_weights_only_torch_load(tmp_path: Path):
-    p = Progress(epoch=2, step_in_epoch=3, global_step=23, train_seconds=1.5, restarts=1)
-    torch.save({"progress": p.model_dump()}, tmp_path / "s.pt")
-    back = torch.load(tmp_path / "s.pt", weights_only=True)["progress"]
-    assert Progress.model_validate(back) == p
+def test_a_training_state_survives_a_weights_only_torch_load(tmp_path: Path):
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    state = TrainingState(progress=Progress(epoch=2, step_in_epoch=3, global_step=23, train_seconds=1.5, restarts=1),
+                          history=[EpochRecord(epoch=1, train_loss=0.5, test_loss=0.3, test_accuracy=0.9,
+                                               train_seconds=1, epoch_seconds=1.5, elapsed_seconds=3)],
+                          optimizer=optimizer.state_dict(), tracking_run_id="r1")
+    torch.save(state.to_state(), tmp_path / "s.pt")
+    back = TrainingState.model_validate(torch.load(tmp_path / "s.pt", weights_only=True))
+    assert back.progress == state.progress and back.history == state.history and back.tracking_run_id == "r1"
+    restored = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters())
+    restored.load_state_dict(back.optimizer)
+    assert torch.equal(restored.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
 
 
 def test_summary_round_trips_and_lists_stop_signal_only_when_stopped(tmp_path: Path):

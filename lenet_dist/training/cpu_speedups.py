@@ -1,21 +1,21 @@
-"""LeNet5's first stage, relu(max_pool2d(conv1(x), 2)), as one matrix product and three maxima, for
-bf16 training on CPU.
+"""Opt-in CPU speed-ups for training (`train.cpu_speedups`, off by default, on in configs/fast.yaml).
 
-Why: there the first stage was over half of a training step (batch 256, 2 cores: conv1 ~1.9 ms, its
-max-pool ~3.4 ms, their backward ~1.6 ms, of ~11 ms). Both kernels run a scalar inner loop over
-the 6 channels: oneDNN's convolution with one input channel, and the channels-last pooling kernel
-(with 16 channels, the second pool, it is 30x faster per element).
+Everything here is a trick for one kind of machine: the job stays correct without it, it never
+touches model.py, it does nothing on CUDA, and deleting this file and the config key leaves a
+trainer whose other tests pass. Measured in docs/benchmarks.md with the command that reproduces it.
 
-How: the padded image is rearranged space-to-depth (2x2 pixel blocks become 4 channels), so each of the
-four positions of a pooling window is its own set of 6 output rows of one 5x5 conv written as a 3x3
-conv over the blocks: a (24 x 36) @ (36 x pixels) product, with the batch innermost so every step is
-a long contiguous run. The pool is then the maximum of four contiguous blocks, and its backward sends
-each window's gradient to the window's first maximum in raster order, exactly like max_pool2d's
-(ties included). The bias is added after the pool (the same for all four positions) and the ReLU
-after that (relu∘pool = pool∘relu). The parameters are conv1's own (`weight`, `bias`): checkpoints
-do not change. Values match the convolution to rounding (the sums run in another order), gradients
-likewise; the same seed still gives the same weights. `second_conv` then runs conv2 on the result
-in NCHW, where oneDNN's bf16 kernel is faster than its channels-last one.
+What it does: in bf16 training on CPU, LeNet5's first stage, relu(max_pool2d(conv1(x), 2)), runs as
+one matrix product and three maxima. There both stock kernels run a scalar inner loop over the 6
+channels (oneDNN's convolution with one input channel, and the channels-last pooling kernel).
+
+How: the padded image is rearranged space-to-depth (2x2 pixel blocks become 4 channels), so each of
+the four positions of a pooling window is its own set of 6 output rows of one 5x5 conv written as a
+3x3 conv over the blocks: one (24 x 36) @ (36 x pixels) product with the batch innermost. The pool is
+the maximum of four contiguous blocks; its backward sends each window's gradient to the window's
+first maximum in raster order, like max_pool2d's (ties included). The bias is added after the pool
+and the ReLU after that (relu∘pool = pool∘relu). The parameters stay conv1's own, so state_dict keys
+and checkpoints do not change. Values match the stock layers to rounding (the sums run in another
+order). conv2 then runs on the NCHW result, where oneDNN's bf16 kernel is faster than channels-last.
 """
 
 from __future__ import annotations
@@ -26,12 +26,36 @@ import torch
 from torch import nn
 
 
-def applies(conv: nn.Conv2d, x: torch.Tensor) -> bool:
-    """Training in bf16 on CPU (autocast, gradients on), LeNet5's conv1 (one input channel, 5x5,
-    padding 2, stride 1), a batch of even-sized images, outside tracing (`lenet-dist export` records
-    the plain layers). Not in fp32: there the pooling kernel is twice as fast and the product slower,
-    and the two came out even (default config, batch 128). Not without gradients (evaluation,
-    predict): MaxPool2x2's two maxima already make that pool cheap, and predictions stay the plain
+def applies_to(device: torch.device) -> bool:
+    """Only the CPU: on CUDA the stock cuDNN kernels are the fast path."""
+    return torch.device(device).type == "cpu"
+
+
+def enable(model: nn.Module, enabled: bool, device: torch.device) -> nn.Module:
+    """`model` (a LeNet5) with its feature stack swapped for one that takes the fused first stage in
+    bf16 CPU training, when `enabled` and on CPU; else `model` untouched. Same modules, same
+    parameters and state_dict keys: the swap only changes which kernels the forward calls."""
+    if enabled and applies_to(device) and not isinstance(model.features, FusedFirstStage):
+        model.features = FusedFirstStage(*model.features)
+    return model
+
+
+class FusedFirstStage(nn.Sequential):
+    """LeNet5's `features` (conv, ReLU, pool, conv, ReLU, pool), taking the fused first stage where
+    `fused_stage_applies`; the stock layers everywhere else (fp32, evaluation, predict, tracing)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv1, conv2 = self[0], self[3]
+        if not fused_stage_applies(conv1, x):
+            return super().forward(x)
+        y = second_conv(conv_pool_relu(x, conv1), conv2)
+        return self[5](self[4](y))
+
+
+def fused_stage_applies(conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    """bf16 autocast training on CPU (gradients on), a conv of LeNet5's first kind (one input channel,
+    5x5, padding 2, stride 1), even-sized images, outside tracing. Not in fp32, where the stock pool
+    is fast enough that the two came out even; not without gradients, so predictions stay the stock
     layers' bit for bit."""
     return (x.device.type == "cpu" and torch.is_grad_enabled() and torch.is_autocast_enabled("cpu")
             and torch.get_autocast_dtype("cpu") == torch.bfloat16
@@ -61,9 +85,7 @@ def conv_pool_relu(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
 
 def second_conv(a: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     """conv(a) on the first stage's contiguous (NCHW) output, returned in the conv weight's memory
-    format (channels-last for the pool after it). oneDNN's NCHW bf16 kernel is faster here than its
-    channels-last one: forward + backward of conv2 for 128 images on one thread 1.84 vs 2.66 ms
-    (its input gradient has the same 6 channels), fast.yaml +5-11% on 2 processes, alternated."""
+    format (channels-last for the pool after it)."""
     fmt = torch.channels_last if conv.weight.is_contiguous(memory_format=torch.channels_last) \
         else torch.contiguous_format
     y = nn.functional.conv2d(a, conv.weight.contiguous(), conv.bias, conv.stride, conv.padding, conv.dilation,
@@ -87,7 +109,7 @@ def _tap_index() -> torch.Tensor:
 class _FirstMaxOf4(torch.autograd.Function):
     """The maximum over dim 0 of a (4, ...) tensor whose rows are a pooling window's positions in raster
     order; the gradient goes to the first maximum, as max_pool2d's does. The 0/1 masks are kept in the
-    input's dtype: comparisons into bf16 are vectorised on CPU, into bool they are ~6x slower."""
+    input's dtype: comparisons into bf16 are vectorised on CPU, into bool they are not."""
 
     @staticmethod
     def forward(ctx, y: torch.Tensor) -> torch.Tensor:

@@ -3,10 +3,13 @@
 One definition each; every writer builds the record and every reader parses through it, so a
 misspelt key is a type error at the call site, not a KeyError at the end of a 2-hour job.
 
-    Progress        where training is; inside training_state.pt (as a plain dict: weights_only)
+    Progress        where training is
+    TrainingState   training_state.pt: progress, history and the optimizer's, schedule's and
+                    scaler's state (saved as plain containers: it loads with weights_only)
     EpochRecord     one evaluated epoch; summary.json's history and metrics.jsonl's eval lines
     CheckpointMeta  meta.json of every checkpoint directory
-    RunSummary      summary.json of a run
+    AttemptLine     one line of attempts.jsonl: AttemptStart | AttemptFailure | AttemptEnd
+    RunSummary      summary.json of a run (with an AttemptSummary per attempt)
 """
 
 from __future__ import annotations
@@ -15,19 +18,18 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
 from lenet_dist.fileio import write_json_atomic
+from lenet_dist.records.attempts import AttemptEnd, AttemptFailure, AttemptLine, AttemptStart, AttemptSummary
+from lenet_dist.records.base import Record, RecordError, read_record
+
+__all__ = ["AttemptEnd", "AttemptFailure", "AttemptLine", "AttemptStart", "AttemptSummary", "RecordError",
+           "read_record"]
 
 CHECKPOINT_FORMAT = "lenet-dist-checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="ignore", validate_assignment=False)
-
-
-class Normalization(_Record):
+class Normalization(Record):
     """The dataset's pixel statistics: the model sees (pixels/255 - mean) / std."""
 
     mean: float
@@ -37,7 +39,7 @@ class Normalization(_Record):
         return (x - self.mean) / self.std
 
 
-class Progress(_Record):
+class Progress(Record):
     epoch: int = 0  # epochs completed
     step_in_epoch: int = 0  # optimizer steps taken in the current epoch
     global_step: int = 0
@@ -48,7 +50,7 @@ class Progress(_Record):
     restarts: int = 0
 
 
-class EpochRecord(_Record):
+class EpochRecord(Record):
     epoch: int
     train_loss: float
     test_loss: float
@@ -56,6 +58,24 @@ class EpochRecord(_Record):
     train_seconds: float
     epoch_seconds: float  # training + evaluation
     elapsed_seconds: float  # since the run's first process started
+
+
+class TrainingState(Record):
+    """What a training checkpoint holds besides the model. The optimizer, schedule and scaler states
+    are torch's own state_dicts (tensors in plain containers), kept as they are."""
+
+    progress: Progress
+    history: list[EpochRecord] = []
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any] | None = None
+    scaler: dict[str, Any] | None = None
+    tracking_run_id: str | None = None
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain containers for torch.save (and torch.load's weights_only)."""
+        return {"progress": self.progress.model_dump(), "history": [h.model_dump() for h in self.history],
+                "optimizer": self.optimizer, "scheduler": self.scheduler, "scaler": self.scaler,
+                "tracking_run_id": self.tracking_run_id}
 
 
 class EvalLine(EpochRecord):
@@ -66,13 +86,13 @@ class EvalLine(EpochRecord):
     confusion_matrix: list[list[int]]  # rows: true class, columns: predicted class
 
 
-class EvalMetrics(_Record):
+class EvalMetrics(Record):
     test_accuracy: float
     test_loss: float
     test_samples: int
 
 
-class CheckpointMeta(_Record):
+class CheckpointMeta(Record):
     """meta.json. The checkpoint writer fills format, architecture, model_args, versions, created
     and files; the trainer the rest."""
 
@@ -99,13 +119,12 @@ class CheckpointMeta(_Record):
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json", exclude_none=True), indent=2) + "\n"
 
-
-class TrackingInfo(_Record):
+class TrackingInfo(Record):
     mode: str
     run_id: str | None = None
 
 
-class RunSummary(_Record):
+class RunSummary(Record):
     status: Literal["completed", "stopped", "diverged"]
     run_name: str
     run_dir: str
@@ -134,7 +153,7 @@ class RunSummary(_Record):
     checkpoint: str | None
     tracking: TrackingInfo
     slurm: dict[str, str]
-    attempts: list[dict[str, Any]] = []  # every start of this run: where from, how it ended, failures seen
+    attempts: list[AttemptSummary] = []  # every start of this run: where from, how it ended, failures seen
     stop_signal: str | None = None  # stopped runs only: what asked for the stop
     started_at: float | None = None  # this attempt's process start (unix time): the benchmark's clock
     startup_seconds: dict[str, float] = {}  # seconds since that start at each milestone up to the first step
@@ -153,20 +172,3 @@ class RunSummary(_Record):
     @classmethod
     def read(cls, run_dir: Path) -> RunSummary:
         return read_record(Path(run_dir) / cls.FILE, cls)
-
-
-class RecordError(ValueError):
-    """A record file that is missing, not JSON, or not of its record's shape."""
-
-
-def read_record(path: Path, cls: type[_Record]) -> Any:
-    try:
-        return cls.model_validate_json(Path(path).read_bytes())
-    except FileNotFoundError:
-        raise RecordError(f"{path} is missing") from None
-    except OSError as exc:
-        raise RecordError(f"cannot read {path}: {exc.strerror}") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise RecordError(f"{path} is not a valid {cls.__name__} ({where or 'file'}: {first['msg']})") from None
