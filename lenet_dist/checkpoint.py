@@ -85,12 +85,25 @@ def _resolve_dir(path: Path) -> Path:
     if path.is_file() and path.name in (META_FILE, MODEL_FILE, STATE_FILE):
         return path.parent
     if path.is_dir():
-        return path
+        return _run_model(path) if not (path / META_FILE).exists() and _is_run_dir(path) else path
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     raise CheckpointError(
         f"{path} is not a lenet-dist checkpoint (expected a directory holding {META_FILE} and {MODEL_FILE})"
     )
+
+
+def _is_run_dir(path: Path) -> bool:
+    return any((path / name).exists() for name in ("summary.json", "config.yaml", "checkpoints", "model"))
+
+
+def _run_model(run_dir: Path) -> Path:
+    """A run directory stands for its final model; a run without one names the checkpoints it has."""
+    if (run_dir / "model" / META_FILE).is_file():
+        return run_dir / "model"
+    steps = list_training_checkpoints(run_dir)
+    hint = f"; pass one of its checkpoints, e.g. {steps[-1]}" if steps else ""
+    raise CheckpointError(f"{run_dir} is a run directory without a final model (the run did not finish){hint}")
 
 
 def _parse_meta(ckpt: Path) -> CheckpointMeta:

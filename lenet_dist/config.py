@@ -6,6 +6,7 @@ impossible values raise ConfigError naming the key.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from lenet_dist.choices import DatasetName, TrackingMode
 from lenet_dist.errors import ConfigError
+
+RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
 
 
 class _Section(BaseModel):
@@ -102,7 +105,7 @@ class TrackingConfig(_Section):
 
 class Config(_Section):
     output_dir: Path = Field(Path("runs"), description="run directories are created under it")
-    run_name: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$", description="default: generated")
+    run_name: str | None = Field(None, description="one plain folder name under output_dir; default: generated")
     data: DataConfig = DataConfig()
     augment: AugmentConfig = AugmentConfig()
     optim: OptimConfig = OptimConfig()
@@ -110,6 +113,16 @@ class Config(_Section):
     train: TrainConfig = TrainConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+    @field_validator("run_name")
+    @classmethod
+    def _one_plain_folder_name(cls, value: str | None) -> str | None:
+        """The run directory is <output_dir>/<run_name>: a name with '/', '..' or a leading '.' or
+        '-' would write outside it, into a hidden folder, or read as an option."""
+        if value is not None and not RUN_NAME.fullmatch(value):
+            raise ValueError("must be one plain folder name: letters, digits, '.', '_' and '-', at most 200, not "
+                             "starting with '.' or '-' (so not '.', '..', empty or a path)")
+        return value
 
     @model_validator(mode="after")
     def _batch_divides(self) -> Config:
@@ -176,7 +189,7 @@ def _explain(err: ValidationError) -> str:
         return f"unknown config key '{key}' (see configs/default.yaml for the valid keys)"
     got = first.get("input")
     shown = "" if isinstance(got, dict) else f" (got {got!r})"
-    return f"config key '{key}': {first['msg']}{shown}"
+    return f"config key '{key}': {first['msg'].removeprefix('Value error, ')}{shown}"
 
 
 def load_config(path: Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

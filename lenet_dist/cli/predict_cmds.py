@@ -21,8 +21,8 @@ class OutputFormat(str, Enum):
 @app.command()
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="image files, directories, or glob patterns")],
-    checkpoint: Annotated[Path | None, typer.Option(help="model checkpoint (default: the best model of the "
-                                                    "most recent run under runs/)")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(
+        help="model checkpoint or run directory (default: the best model of the most recent run under runs/)")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="look into subdirectories")] = False,
     no_preprocess: Annotated[bool, typer.Option("--no-preprocess", help="inputs are already MNIST-like "
                                                 "(light digit on black, 28x28): skip inversion/crop/centring")] = False,
@@ -73,7 +73,8 @@ class ExportFormat(str, Enum):
 
 @app.command()
 def export(
-    checkpoint: Annotated[Path, typer.Argument(help="model checkpoint directory")],
+    checkpoint: Annotated[Path, typer.Argument(
+        help="model checkpoint directory, or a run directory (its final model)")],
     output: Annotated[Path, typer.Option("--output", "-o", help="file to write")],
     fmt: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.torchscript,
 ) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from lenet_dist.cli.app import DataDirOpt, Dataset, DeviceOpt, JsonOpt, Tracking, app, checkpoint_app
+from lenet_dist.errors import EXIT_RESUMABLE, ConfigError, UserError
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (default: built-in "
                                                 "defaults, the same as configs/default.yaml)")]
@@ -38,12 +40,47 @@ def train(
                                                          "(job scripts pass the job's)")] = None,
 ) -> None:
     """Train LeNet5; works alone, under `accelerate launch`, torchrun and srun."""
+    with _deterministic_failures_end_the_launch():
+        _train(config, epochs, batch_size, lr, seed, output_dir, run_name, data_dir, dataset, tracking, resume, set_,
+               dry_run, default_run_name)
+
+
+@contextmanager
+def _deterministic_failures_end_the_launch():
+    """Under torchrun's elastic agent: a restarted attempt exits at once with the code of a failure
+    that restarting cannot fix (training/failure_record.py)."""
+    from lenet_dist.training import failure_record
+    from lenet_dist.training.distributed import elastic_restart, job_key, under_elastic_agent
+    from lenet_dist.training.stopping import TrainingStopped
+
+    if not under_elastic_agent():
+        yield
+        return
+    key = job_key()
+    if elastic_restart() == 0:
+        failure_record.forget(key)
+    elif (failure := failure_record.recorded(key)) is not None:
+        raise failure
+    try:
+        yield
+    except UserError as exc:
+        failure_record.record(key, exc.exit_code, str(exc))
+        raise
+    except TrainingStopped as exc:
+        failure_record.record(key, EXIT_RESUMABLE, f"{exc} (checkpoint: {exc.checkpoint})")
+        raise
+
+
+def _train(config, epochs, batch_size, lr, seed, output_dir, run_name, data_dir, dataset, tracking, resume, set_,
+           dry_run, default_run_name) -> None:
     from lenet_dist.config import load_config
 
     flags = {"train.epochs": epochs, "train.batch_size": batch_size, "optim.lr": lr, "train.seed": seed,
              "output_dir": output_dir, "run_name": run_name, "data.data_dir": data_dir,
              "data.dataset": dataset.value if dataset else None,
              "tracking.mode": tracking.value if tracking else None}
+    if run_name is not None and not run_name.strip():
+        raise ConfigError("--run-name must not be empty (leave it out to have a name generated)")
     overrides = list(set_ or []) + [f"{k}={v}" for k, v in flags.items() if v is not None]
     cfg = load_config(config, overrides)
     if cfg.run_name is None and default_run_name:
@@ -60,7 +97,8 @@ def train(
 
 @app.command()
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="model checkpoint directory (or its meta.json)")],
+    checkpoint: Annotated[Path, typer.Argument(
+        help="model checkpoint directory (or its meta.json), or a run directory (its final model)")],
     data_dir: DataDirOpt = Path("data"),
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,

@@ -20,7 +20,7 @@ from filelock import FileLock
 
 from lenet_dist.data.datasets import DATASETS, DatasetSpec, IdxFile
 from lenet_dist.data.sources import SOURCES, Source, from_folder
-from lenet_dist.errors import DataError
+from lenet_dist.errors import ConfigError, DataError
 from lenet_dist.fileio import atomic_file, sha256_of
 
 log = logging.getLogger("lenet_dist.data")
@@ -120,10 +120,21 @@ def _lock(spec: DatasetSpec, data_dir: Path, missing: list[str]) -> FileLock:
     return FileLock(str(Path(data_dir) / f".{spec.folder}.lock"), timeout=LOCK_TIMEOUT_S)
 
 
+def _needs_a_folder(data_dir: Path) -> None:
+    """A file where the data folder (or one above it) should be is a usage error, not missing data."""
+    for path in (data_dir, *data_dir.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ConfigError(f"data directory {data_dir}: {path} is a file, not a folder; point --data-dir "
+                                  "at a folder")
+            return
+
+
 def ensure_dataset(name: str, data_dir: Path, force: bool = False) -> DatasetSpec:
     """Make sure every raw file is present and verified; fetch what is missing. One process at a
     time per data dir: the others wait on the lock and then find the files in place."""
     spec = get_spec(name)
+    _needs_a_folder(Path(data_dir))
     status = verify(spec, data_dir)
     if all(s == "ok" for s in status.values()):
         return spec

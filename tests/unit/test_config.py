@@ -74,8 +74,8 @@ def test_help_is_fast_because_torch_is_not_imported():
 
 
 @pytest.mark.parametrize(("override", "named"), [
-    ("output_dir=", "'output_dir': Value error, must not be empty"),
-    ("data.data_dir=''", "'data.data_dir': Value error, must not be empty"),
+    ("output_dir=", "'output_dir': must not be empty"),
+    ("data.data_dir=''", "'data.data_dir': must not be empty"),
     ("train.seed=99999999999999999999999", "'train.seed'"),
     ("checkpoint.stop_signals=[SIGKILL]", "'checkpoint.stop_signals.0'"),
 ])
