@@ -112,3 +112,19 @@ def test_a_crash_at_the_same_step_gives_up_after_two_attempts(mnist_dir: Path, t
     assert "the second before it got past the checkpoint at step 10" in one_error_line(proc)
     records = [json.loads(line) for line in (tmp_path / "run" / "attempts.jsonl").read_text().splitlines()]
     assert [r["resumed_from_step"] for r in records if r["kind"] == "start"] == [0, 10], err
+
+
+def test_a_deterministic_failure_ends_the_launch_at_its_first_attempt(mnist_dir: Path, tmp_path: Path):
+    """torchelastic restarts any failed group; a divergence (or a config error) must not train again."""
+    from lenet_dist.records import AttemptStart
+    from lenet_dist.training import attempts
+
+    proc = launch(2, "train", "--data-dir", mnist_dir, "--output-dir", tmp_path, "--run-name", "bad", "--lr", "1e9",
+                  *ARGS, cwd=tmp_path, launcher_args=RESTARTS)
+    assert proc.returncode == 1, proc.stderr[-3000:]  # torchelastic's own code for a failed group
+    assert "training diverged" in proc.stderr
+    assert [r.attempt for r in attempts.read(tmp_path / "bad") if isinstance(r, AttemptStart)] == [1], \
+        "restarted attempts train nothing"
+    assert proc.stderr.count("an earlier attempt of this launch ended so; not retried") == 2 * 3, proc.stderr[-3000:]
+    config_error = launch(2, "train", "--set", "optim.lr=-1", cwd=tmp_path, launcher_args=RESTARTS)
+    assert config_error.returncode == 1 and config_error.stderr.count("not retried") == 2 * 3
