@@ -7,6 +7,8 @@ moment, so crash-resume tests are deterministic. Unset (always, outside tests): 
     hang-when-finished  SIGSTOP, not SIGKILL: once the run has finished, before the process exits
                       (the launcher's first attempt only, so the restart finishes)
     …@<rank>          only in the process with that RANK (a crash of one worker), e.g. after-step:12@1
+    fill-disk:<point>   not a crash: fill the file system of the run directory at that point
+                      (disk_fill_point), so what follows meets a real full disk
 """
 
 from __future__ import annotations
@@ -53,3 +55,17 @@ def processes_with(env: dict[str, str], cmd_has: str = "lenet_dist", cmd_lacks: 
         if all(w in environ for w in want) and cmd_has.encode() in cmd and cmd_lacks.encode() not in cmd:
             found.append(int(pid))
     return found
+
+
+def disk_fill_point(point: str, directory: Path) -> None:
+    """LENET_DIST_FAULT=fill-disk:<point>: fill the file system holding `directory` (a small tmpfs in
+    the tests) with a hidden file, `.fill`, until it is full."""
+    if os.environ.get("LENET_DIST_FAULT") != f"fill-disk:{point}":
+        return
+    with open(Path(directory) / ".fill", "ab") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * (1 << 16))
+                fh.flush()
+        except OSError:
+            pass

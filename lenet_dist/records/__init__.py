@@ -125,7 +125,7 @@ class TrackingInfo(Record):
 
 
 class RunSummary(Record):
-    status: Literal["completed", "stopped", "diverged"]
+    status: Literal["completed", "stopped", "diverged", "failed"]
     run_name: str
     run_dir: str
     dataset: str
@@ -155,6 +155,8 @@ class RunSummary(Record):
     slurm: dict[str, str]
     attempts: list[AttemptSummary] = []  # every start of this run: where from, how it ended, failures seen
     stop_signal: str | None = None  # stopped runs only: what asked for the stop
+    error: str | None = None  # failed runs only: the line the job ended with
+    exit_code: int | None = None  # failed runs only
     started_at: float | None = None  # this attempt's process start (unix time): the benchmark's clock
     startup_seconds: dict[str, float] = {}  # seconds since that start at each milestone up to the first step
 
@@ -162,8 +164,9 @@ class RunSummary(Record):
 
     def to_dict(self) -> dict[str, Any]:
         out = self.model_dump(mode="json")
-        if out["stop_signal"] is None:
-            del out["stop_signal"]
+        for key in ("stop_signal", "error", "exit_code"):
+            if out[key] is None:
+                del out[key]
         return out
 
     def write(self, run_dir: Path) -> None:

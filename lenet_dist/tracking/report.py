@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from lenet_dist.errors import UserError
-from lenet_dist.fileio import atomic_file
+from lenet_dist.fileio import atomic_file, disk_full_as_user_error
 from lenet_dist.records import EvalLine
+
+REPORT_BYTES = 200 * 1024  # about what report.png takes, for the full-disk message
 
 
 def _eval_records(run_dir: Path) -> list[EvalLine]:
@@ -57,7 +59,9 @@ def write_report(run_dir: Path) -> Path:
     fig.suptitle(Path(run_dir).name)
     fig.tight_layout()
     out = Path(run_dir) / "report.png"
-    with atomic_file(out) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    try:
+        with disk_full_as_user_error(out, REPORT_BYTES), atomic_file(out) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return out

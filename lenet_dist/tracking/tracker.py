@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from lenet_dist.config import TrackingConfig
+from lenet_dist.fileio import disk_full_as_user_error
 
 log = logging.getLogger("lenet_dist.tracking")
 
@@ -123,7 +124,9 @@ class Tracker:
         per-class list under '<kind>/per_class/<class>'."""
         if not self.enabled:
             return
-        self._jsonl.write(json.dumps({"step": step, **metrics}) + "\n")
+        line = json.dumps({"step": step, **metrics}) + "\n"
+        with disk_full_as_user_error(Path(self._jsonl.name), len(line)):
+            self._jsonl.write(line)
         if self._wandb_run is None:
             return
         flat = wandb_keys(metrics, class_names)

@@ -21,6 +21,7 @@ from pathlib import Path
 from pydantic import TypeAdapter
 
 from lenet_dist.errors import EXIT_GAVE_UP, PeerLost, UserError
+from lenet_dist.fileio import disk_full_as_user_error
 from lenet_dist.records import AttemptEnd, AttemptFailure, AttemptLine, AttemptStart, AttemptSummary
 
 FILE = "attempts.jsonl"
@@ -40,8 +41,9 @@ def read(run_dir: Path) -> list[AttemptLine]:
 
 def append(run_dir: Path, record: AttemptLine) -> None:
     """One line, appended and flushed (a crash right after must not lose it)."""
-    with open(Path(run_dir) / FILE, "a") as fh:
-        fh.write(record.model_dump_json(exclude_none=True) + "\n")
+    line = record.model_dump_json(exclude_none=True) + "\n"
+    with disk_full_as_user_error(Path(run_dir) / FILE, len(line)), open(Path(run_dir) / FILE, "a") as fh:
+        fh.write(line)
         fh.flush()
         os.fsync(fh.fileno())
 

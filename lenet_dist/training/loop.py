@@ -15,7 +15,7 @@ from lenet_dist import PROCESS_START
 from lenet_dist.config import Config
 from lenet_dist.data.augment import batch_generator, random_affine
 from lenet_dist.data.tensors import epoch_order, rank_batch
-from lenet_dist.errors import DivergedError
+from lenet_dist.errors import DivergedError, UserError
 from lenet_dist.faults import crash_point
 from lenet_dist.records import EpochRecord, RunSummary
 from lenet_dist.tracking.console import ProgressReporter
@@ -37,15 +37,12 @@ class TrainLoop:
                  timeline: Timeline | None = None):
         self.cfg, self.procs, self.data, self.run_dir = cfg, procs, data, run_dir
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
-        self.checkpointer, self.tracker = checkpointer, tracker
+        self.checkpointer, self.tracker, self.memory_format = checkpointer, tracker, data.memory_format
         self.progress, self.history = start.progress, start.history
-        self.memory_format = data.memory_format
         self.reporter = ProgressReporter(procs.is_main, cfg.train.epochs, data.steps_per_epoch)
         self.out = RunOutputs(cfg, procs, data, run_dir, checkpointer, tracker, self.reporter,
                               timeline or Timeline(), attempt, start.checkpoint)
-        self.attempt, self.timeline = attempt, self.out.timeline
-        self._clock = time.perf_counter()
-        self._last_save = time.monotonic()
+        self.timeline, self._clock, self._last_save = self.out.timeline, time.perf_counter(), time.monotonic()
 
     def run(self) -> RunSummary:
         stop = StopRequest(self.cfg.checkpoint.stop_signals, self.run_dir / "STOP")
@@ -55,18 +52,21 @@ class TrainLoop:
             while self.progress.epoch < self.cfg.train.epochs:
                 self._run_epoch(self.progress.epoch, stop)
                 final = self._end_epoch()
-            final = final or self._evaluate_resumed_end()
-            summary = self.out.finish(self.progress, self.history, self.procs.unwrap(self.model), final)
+            summary = self.out.finish(self.progress, self.history, self.procs.unwrap(self.model),
+                                      final or self._evaluate_resumed_end())
             all_ranks_here, exit_code = True, 0
             return summary
         except (TrainingStopped, DivergedError) as exc:
             all_ranks_here = True  # every rank saw the same signal or the same reduced loss
             exit_code = 0 if isinstance(exc, TrainingStopped) else 1
             raise
+        except UserError as exc:  # a full disk: summary.json says how the run ended
+            self.out.failed(self.progress, self.history, exc)
+            raise
         except Exception as exc:
             if self.procs.world > 1 and is_peer_failure(exc):
                 peer_lost = True
-                raise attempts.peer_lost(self.run_dir, self.attempt, self.procs.rank, self.progress.global_step,
+                raise attempts.peer_lost(self.run_dir, self.out.attempt, self.procs.rank, self.progress.global_step,
                                          exc) from None
             raise
         finally:

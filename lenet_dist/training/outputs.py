@@ -4,6 +4,7 @@ this records. Only the main process writes; every rank keeps the same bookkeepin
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 from lenet_dist import PROCESS_START
 from lenet_dist.checkpoint import save_checkpoint
 from lenet_dist.config import Config
-from lenet_dist.errors import DivergedError
+from lenet_dist.errors import DiskFullError, DivergedError, UserError
+from lenet_dist.faults import disk_fill_point
 from lenet_dist.records import (
     AttemptEnd,
     CheckpointMeta,
@@ -89,15 +91,39 @@ class RunOutputs:
             self.summary(progress, history, None, "diverged").write(self.run_dir)
         return DivergedError(divergence_message(progress.global_step, what, value, self.cfg.optim.lr))
 
-    def finish(self, progress: Progress, history: list[EpochRecord], model, final: EvalResult) -> RunSummary:
-        """Save the final model, write the summary and report; every rank returns the summary."""
+    def failed(self, progress: Progress, history: list[EpochRecord], error: UserError) -> None:
+        """The run ends on a user error (a full disk, say): summary.json says so, if there is room for it."""
+        with contextlib.suppress(UserError, OSError):
+            self.end_attempt("failed")
         if self.procs.is_main:
+            summary = self.summary(progress, history, None, "failed")
+            with contextlib.suppress(UserError, OSError):
+                summary.model_copy(update={"error": str(error), "exit_code": error.exit_code}).write(self.run_dir)
+
+    def _final_files(self, progress: Progress, model, final: EvalResult) -> str | None:
+        """Main process: the final model, then report.png; the line to end with if the disk is full."""
+        try:
             save_checkpoint(self.run_dir / "model", model, self.meta(progress, final))
+        except DiskFullError as exc:
+            return str(exc)
+        disk_fill_point("report", self.run_dir)
+        try:
+            write_report(self.run_dir)
+        except DiskFullError as exc:
+            return (f"{exc}; the model is saved in {self.run_dir / 'model'}: once there is room, draw the report "
+                    f"with `lenet-dist report {self.run_dir}`")
+        return None
+
+    def finish(self, progress: Progress, history: list[EpochRecord], model, final: EvalResult) -> RunSummary:
+        """Save the final model, draw the report, then write the summary (last, so a summary that says
+        "completed" means everything else is on disk); every rank returns the summary."""
+        no_space = self._final_files(progress, model, final) if self.procs.is_main else None
+        if (no_space := self.procs.broadcast(no_space)) is not None:  # every rank ends the same way
+            raise DiskFullError(no_space)
         self.end_attempt("completed")
         summary = self.summary(progress, history, final, "completed")
         if self.procs.is_main:
             summary.write(self.run_dir)
-            write_report(self.run_dir)
             n = self.cfg.tracking.misclassified_images
             if self.tracker.mode != "disabled" and n:
                 wrong = misclassified(model, self.data.test, self.data.spec, n, self.data.memory_format)

@@ -118,6 +118,29 @@ def test_6_a_full_disk_is_one_line_and_the_run_stays_resumable(mnist_dir: Path, 
     assert resumed.returncode == 0 and read_summary(tmp_path / "big" / "r")["resumed"], resumed.stderr
 
 
+def test_6_a_disk_that_fills_while_the_report_is_drawn_is_exit_74_and_the_summary_never_says_completed(
+        mnist_dir: Path, tmp_path: Path):
+    """The disk fills for real (a small tmpfs, filled at that moment) after the model is saved."""
+    _needs_root("a size-limited tmpfs")
+    out = tmp_path / "disk"
+    out.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", out], check=True)
+    try:
+        proc = run_cli("train", "--data-dir", mnist_dir, "--output-dir", out, "--run-name", "r", *QUICK,
+                       cwd=tmp_path, env=cli_env(LENET_DIST_FAULT="fill-disk:report"))
+        assert proc.returncode == EXIT_NO_SPACE, proc.stderr[-2000:]
+        line = one_error_line(proc)
+        assert str(out / "r" / "report.png") in line and "MiB free" in line and "MiB needed" in line, line
+        assert f"lenet-dist report {out / 'r'}" in line, line
+        summary = out / "r" / "summary.json"
+        assert not summary.exists() or read_summary(out / "r")["status"] == "failed", "never 'completed'"
+        assert (out / "r" / "model" / "model.safetensors").is_file(), "the model was saved before the report"
+        (out / "r" / ".fill").unlink()
+        assert run_cli("report", out / "r", cwd=tmp_path).returncode == 0 and (out / "r" / "report.png").is_file()
+    finally:
+        subprocess.run(["umount", out], check=True)
+
+
 def test_7_an_unreadable_data_file_is_exit_3_with_one_line(mnist_dir: Path):
     _needs_root("running as another user")
     base = Path("/tmp") / f"lenet-unreadable-{os.getpid()}"  # pytest's tmp is private to root
