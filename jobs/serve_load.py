@@ -2,6 +2,9 @@
 
   * one client, one image per request, requests back to back: latency p50 / p99
   * 16 concurrent clients, one image per request: images/s and latency p50 / p99
+  * the same with what the draw page sends: its 280x280 RGBA canvas as PNG
+  * the worst request the limits allow, 16 at once: a 40-megapixel RGBA PNG each; the server
+    workers' resident memory when idle, at its peak (VmHWM) and after
 
 Bounded: at most --requests requests and --seconds seconds per phase; it stops by itself. Only
 127.0.0.1 is contacted. Writes JSON (default jobs/results/serve_load.json).
@@ -37,6 +40,60 @@ def _image(data_dir: Path) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(255 - np.kron(digit, np.ones((4, 4), np.uint8))).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _canvas(data_dir: Path) -> bytes:
+    """What the draw page posts: a held-out digit drawn dark on a white 280x280 canvas, RGBA PNG."""
+    import numpy as np
+    from PIL import Image
+
+    from lenet_dist.data.datasets import MNIST
+    from lenet_dist.data.tensors import read_idx
+
+    digit = read_idx(MNIST.raw_dir(data_dir) / MNIST.files["test"][0].name, 3)[1]
+    ink = np.asarray(Image.fromarray(digit).resize((280, 280), Image.Resampling.BILINEAR))
+    gray = (255 - ink.astype(np.float32) * (255 - 17) / 255).astype(np.uint8)  # #111 strokes on #fff
+    rgba = np.dstack([gray, gray, gray, np.full_like(gray, 255)])
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _worst() -> bytes:
+    """The largest image the default limits accept (40 megapixels) as RGBA, a digit's worth of ink."""
+    import numpy as np
+    from PIL import Image
+
+    h, w = 5470, 7300
+    gray = np.full((h, w), 255, np.uint8)
+    gray[2000:3200, 3400:3560] = 20
+    buf = io.BytesIO()
+    Image.fromarray(np.dstack([gray, gray, gray, np.full_like(gray, 255)]), "RGBA").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _multipart(image: bytes, port: int, boundary: str = "lenet-dist-load") -> bytes:
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="d.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n").encode() + image + f"\r\n--{boundary}--\r\n".encode()
+    return _request(port, body, boundary)
+
+
+def _memory_mb(pids: list[int]) -> dict[str, float]:
+    """Summed over the server's worker processes: resident now, and the peak since each started."""
+    out = {"rss_mb": 0.0, "peak_rss_mb": 0.0}
+    for pid in pids:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        fields = dict(line.split(":", 1) for line in lines if ":" in line)
+        out["rss_mb"] += int(fields["VmRSS"].split()[0]) / 1024
+        out["peak_rss_mb"] += int(fields["VmHWM"].split()[0]) / 1024
+    return out
+
+
+def _workers(server: int) -> list[int]:
+    """The processes that hold the model: uvicorn's workers, or the server itself with one worker."""
+    children = Path(f"/proc/{server}/task/{server}/children").read_text().split()
+    workers = [int(c) for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+    return workers or [server]
 
 
 def _request(port: int, body: bytes, boundary: str) -> bytes:
@@ -107,10 +164,7 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    boundary = "lenet-dist-load"
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="d.png"\r\n'
-            f"Content-Type: image/png\r\n\r\n").encode() + _image(a.data_dir) + f"\r\n--{boundary}--\r\n".encode()
-    payload = _request(port, body, boundary)
+    payload = _multipart(_image(a.data_dir), port)
     server = subprocess.Popen([sys.executable, "-m", "lenet_dist", "serve", "--checkpoint", str(a.checkpoint),
                                "--port", str(port)], stderr=subprocess.DEVNULL)
     try:
@@ -124,16 +178,29 @@ def main() -> None:
                     raise
                 time.sleep(0.2)
         _phase(port, payload, a.clients, 200, 5)  # warm-up
-        results = {"checkpoint": str(a.checkpoint),
+        workers = _workers(server.pid)
+        results = {"checkpoint": str(a.checkpoint), "workers": len(workers),
                    "single_client": _phase(port, payload, 1, a.requests, a.seconds),
-                   "concurrent": _phase(port, payload, a.clients, a.requests * 4, a.seconds)}
+                   "concurrent": _phase(port, payload, a.clients, a.requests * 4, a.seconds),
+                   "page_canvas": _phase(port, _multipart(_canvas(a.data_dir), port), a.clients, a.requests * 4,
+                                         a.seconds)}
+        idle = _memory_mb(workers)
+        worst = _multipart(_worst(), port)
+        results["worst_request"] = {"image": "7300x5470 RGBA PNG (40 megapixels)", "bytes": len(worst),
+                                    "idle": idle, **_phase(port, worst, a.clients, a.clients, 300)}
+        time.sleep(1)
+        results["worst_request"].update(after=_memory_mb(workers))
     finally:
         server.terminate()
         server.wait(timeout=20)
-    for name in ("single_client", "concurrent"):
+    for name in ("single_client", "concurrent", "page_canvas"):
         r = results[name]
         print(f"{name:13} {r['clients']:3} client(s): {r['requests']} requests in {r['seconds']:.1f} s, "
               f"{r['images_per_second']:.0f} images/s, latency p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms")
+    w = results["worst_request"]
+    print(f"worst request: {w['clients']} x {w['image']} ({w['bytes']:,} bytes each) in {w['seconds']:.1f} s; "
+          f"workers' resident memory idle {w['idle']['rss_mb']:.0f} MB, peak {w['after']['peak_rss_mb']:.0f} MB, "
+          f"after {w['after']['rss_mb']:.0f} MB")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {a.out}")

@@ -5,9 +5,8 @@ anti-aliased, and centred by centre of mass in 28x28. A photo of handwriting is 
 paper, any size, off-centre, RGB(A), JPEG, maybe rotated by EXIF, often on ruled paper in uneven
 light. The steps, in order:
 
- 1. open safely (truncated files, decompression bombs, pipes are refused), EXIF orientation
- 2. composite any transparency onto white paper
- 3. convert to 8-bit grayscale (16-bit images are scaled, not clipped; CMYK and palette converted)
+ 1–3. decode.py: open safely (truncated files, decompression bombs, pipes are refused), reduced
+    as it decodes when very large, EXIF orientation, transparency onto white paper, 8-bit grayscale
  4. an image already in MNIST form (28x28, light on dark) is used as it is
  5. the ink, separated from the paper (ink.py): illumination divided out, ruled/grid lines
     removed with the page turned upright, Otsu threshold, connected components
@@ -20,68 +19,17 @@ With `mnist_like=True` only steps 1–3 run, plus a plain resize to 28x28 when n
 
 from __future__ import annotations
 
-import io
-import stat
-import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from lenet_dist.inference.decode import MAX_PIXELS, PreprocessError, Reserve, read_gray
 from lenet_dist.inference.ink import Ink, NoInk, find_ink
 from lenet_dist.inference.segment import Box, SegmentationError, digit_columns, main_digit, span
 
-MAX_PIXELS = 40_000_000  # larger images are refused: decompression-bomb guard
 CLOSER_BELOW = 48  # digits shorter than this in the working image are found again in the full photo
-
-
-class PreprocessError(Exception):
-    """An input that cannot be turned into a digit; the message is for the user."""
-
-
-def _open(source: Path | bytes) -> Image.Image:
-    """A file path or the bytes of an upload."""
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-    try:
-        if isinstance(source, bytes):
-            size = len(source)
-        else:
-            st = Path(source).stat()
-            if not stat.S_ISREG(st.st_mode):
-                raise PreprocessError("not a regular file (a pipe, socket or device); save the image to a file first")
-            size = st.st_size
-        if size == 0:
-            raise PreprocessError("empty file (0 bytes)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-            frames = getattr(img, "n_frames", 1)
-            if frames > 1:
-                raise PreprocessError(f"animated image ({frames} frames); give a single still image")
-            img.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PreprocessError(f"image too large to open safely (over {MAX_PIXELS:,} pixels)") from None
-    except UnidentifiedImageError:
-        raise PreprocessError("not an image file PIL can read") from None
-    except OSError as exc:
-        raise PreprocessError(f"unreadable or truncated image ({exc})") from None
-    return img
-
-
-def _grayscale(img: Image.Image) -> np.ndarray:
-    """uint8 luminance, with transparency composited onto white."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        return np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    if img.mode == "P" or img.mode == "PA":
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "RGBa", "La"):
-        img = img.convert("RGBA")
-        paper = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(paper, img)
-    return np.asarray(img.convert("L"), dtype=np.uint8)
 
 
 def _centre_of_mass(a: np.ndarray) -> tuple[float, float]:
@@ -171,17 +119,15 @@ def to_digits(gray: np.ndarray) -> list[np.ndarray]:
     return [_centred(_cut(ink, g)) for g in groups]
 
 
-def read_gray(path: Path | bytes) -> np.ndarray:
-    """Steps 1–3: an image file (or its bytes) as uint8 grayscale, upright."""
-    img = _open(path)
-    return _grayscale(ImageOps.exif_transpose(img) or img)
-
-
-def load_image(path: Path | bytes, mnist_like: bool = False) -> np.ndarray:
+def load_image(path: Path | bytes, mnist_like: bool = False, max_pixels: int = MAX_PIXELS,
+               reserve: Reserve | None = None) -> np.ndarray:
     """An image file as float32 28x28 in [0, 1] (bright ink on black), ready to normalise."""
-    gray = read_gray(path)
+    gray = read_gray(path, max_pixels, reserve)
     if mnist_like:
         if gray.shape != (28, 28):
             gray = np.asarray(Image.fromarray(gray).resize((28, 28), Image.Resampling.BILINEAR))
         return gray.astype(np.float32) / 255.0
     return to_mnist(gray)
+
+
+__all__ = ["MAX_PIXELS", "PreprocessError", "load_image", "read_gray", "to_digits", "to_mnist"]

@@ -2,9 +2,11 @@
 (driven by Selenium), digits drawn on the canvas as pointer strokes, a photo picked and dropped."""
 
 import base64
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -24,13 +26,18 @@ pytestmark = pytest.mark.slow
 ARTIFACTS = REPO / "artifacts"
 
 
+REQUEST_TIMEOUT_S = 3
+
+
 @pytest.fixture(scope="module")
-def server(model_dir: Path, tmp_path_factory):
+def served(model_dir: Path, tmp_path_factory):
+    """The server's URL and its log file."""
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "w") as out:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen([sys.executable, "-m", "lenet_dist", "serve", "--checkpoint", str(model_dir),
-                                 "--port", str(port)], env=cli_env(), stdout=out, stderr=subprocess.STDOUT)
+                                 "--port", str(port), "--request-timeout", str(REQUEST_TIMEOUT_S)], env=cli_env(),
+                                stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -43,9 +50,14 @@ def server(model_dir: Path, tmp_path_factory):
     else:
         proc.kill()
         raise AssertionError(f"the server never became ready: {log.read_text()}")
-    yield url
+    yield url, log
     proc.terminate()
     proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server(served) -> str:
+    return served[0]
 
 
 def _post(url: str, files: list[Path]) -> list[dict]:
@@ -70,8 +82,7 @@ def test_the_api_answers_what_predict_answers(server: str, model_dir: Path, mnis
     assert [r["uncertain"] for r in api] == [r["uncertain"] for r in cli]
 
 
-@pytest.fixture(scope="module")
-def browser():
+def _chromium(*extra_args: str):
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
         if os.environ.get("CI"):
@@ -82,9 +93,14 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=900,700"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=900,700", *extra_args):
         options.add_argument(arg)
-    b = webdriver.Chrome(service=Service(driver), options=options)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    b = _chromium()
     yield b
     b.quit()
 
@@ -150,3 +166,102 @@ def test_a_photo_can_be_picked_or_dropped(browser, server: str, mnist_dir: Path,
     assert _wait_idle(browser) == truth[dropped.name]
     assert browser.find_element("id", "photo").get_attribute("hidden") is None, "the photo is shown"
     Image.open(picked).verify()
+
+
+def test_the_api_docs_page_works_with_the_network_off(served, tmp_path: Path):
+    """A cluster node without internet: every name but this machine's fails to resolve."""
+    url, _ = served
+    offline = _chromium("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")
+    try:
+        offline.get(f"{url}/docs")
+        deadline = time.time() + 20
+        while time.time() < deadline and not offline.find_elements("css selector", ".swagger-ui .info .title"):
+            time.sleep(0.1)
+        assert "lenet-dist" in offline.find_element("css selector", ".swagger-ui .info .title").text
+        assert offline.find_elements("css selector", ".opblock-summary-path[data-path='/v1/predict']")
+        loaded = offline.execute_script("return performance.getEntriesByType('resource').map((e) => e.name)")
+        assert loaded and all(name.startswith(url) for name in loaded), loaded
+    finally:
+        offline.quit()
+
+
+def _raw(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def test_a_chunked_upload_is_refused_once_it_passes_the_file_limit_not_read_to_its_end(served):
+    """No Content-Length: the server counts as it reads, answers 413 and stops reading."""
+    url, _ = served
+    sock, boundary, sent = _raw(url), "b", 0
+    sock.sendall(f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}"
+                 "\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+    part = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="huge.png"\r\n'
+            "Content-Type: image/png\r\n\r\n").encode()
+    sock.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+    chunk = b"%x\r\n%s\r\n" % (1 << 20, b"0" * (1 << 20))
+    try:
+        for _ in range(200):  # 200 MB, twenty times the 10 MB limit
+            sock.sendall(chunk)
+            sent += 1 << 20
+    except OSError:
+        pass  # the server closed the connection: the rest is never read
+    answer = b""
+    with contextlib.suppress(OSError):
+        while chunk_in := sock.recv(65536):
+            answer += chunk_in
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 413") and b"huge.png: larger than the 10,485,760-byte limit" in answer, answer
+    assert sent < 60 * 2**20, f"the client could send {sent / 2**20:.0f} MB"
+    assert _post(url, [_digit_file()])[0]["label"] is not None, "the server goes on serving"
+
+
+def _digit_file() -> Path:
+    path = ARTIFACTS / "digit-for-limits.png"
+    ARTIFACTS.mkdir(exist_ok=True)
+    gray = np.full((112, 112), 255, np.uint8)
+    gray[20:92, 50:62] = 0
+    Image.fromarray(gray).save(path)
+    return path
+
+
+def test_a_client_that_goes_away_mid_upload_is_one_quiet_line(served):
+    url, log = served
+    sock = _raw(url)
+    sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                 b"Content-Length: 1000000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; "
+                 b"filename=\"a.png\"\r\n\r\n" + b"0" * 50_000)
+    time.sleep(0.5)
+    sock.close()
+    deadline = time.time() + 10
+    while time.time() < deadline and "disconnected before its upload was complete" not in log.read_text():
+        time.sleep(0.1)
+    text = log.read_text()
+    assert "disconnected before its upload was complete" in text and "Traceback" not in text, text
+    assert _post(url, [_digit_file()])[0]["label"] is not None
+
+
+def test_a_client_that_sends_its_request_a_byte_at_a_time_is_cut_off(served):
+    url, log = served
+    sock, t0 = _raw(url), time.time()
+    with contextlib.suppress(OSError):
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200:
+            sock.sendall(bytes([byte]))
+            time.sleep(0.1)
+    with contextlib.suppress(OSError):
+        assert sock.recv(100) == b"", "closed, no answer"
+    sock.close()
+    assert time.time() - t0 < REQUEST_TIMEOUT_S + 3, "closed at the request deadline, not when the client was done"
+    assert f"did not send its request within {REQUEST_TIMEOUT_S} s" in log.read_text()
+
+
+def test_binding_beyond_localhost_warns_that_the_api_has_no_authentication(model_dir: Path):
+    proc = subprocess.Popen([sys.executable, "-m", "lenet_dist", "serve", "--checkpoint", str(model_dir), "--host",
+                             "0.0.0.0", "--port", str(free_port()), "--workers", "1"], env=cli_env(),
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stderr.readline() for _ in range(2)]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert "warning: 0.0.0.0 is reachable beyond this machine and the API has no authentication" in lines[1], lines
