@@ -107,6 +107,8 @@ while :; do
   STATUS=$(python -m lenet_dist runs status "$RUN_DIR" 2>/dev/null || true)
   if [ -e "$RUN_DIR/.requeue" ]; then REQUEUE=1; STOPPING=1; rm -f "$RUN_DIR/.requeue"; fi
   case "$RC" in 0|2|3|4|6|70|74) break ;; esac
+  # under accelerate launch every failure is exit 1: the run's summary says which were deterministic
+  case "$STATUS" in diverged) RC=6; break ;; failed\ *) RC=${STATUS#failed }; break ;; esac
   # a stop nobody asked the job for (srun's TERM to the survivors of a failed task) is a crash too
   [ "$STATUS" = "completed" ] || [ "$STOPPING" -eq 1 ] && break
   if [ "$RESTART" -ge "$MAX_RESTARTS" ]; then

@@ -40,14 +40,17 @@ def compare(paths: list[Path]) -> list[dict[str, Any]]:
 
 def attempt_status(run_dir: Path) -> str:
     """The run's status if this SLURM job attempt wrote its summary, else '' (a stale summary of an
-    earlier attempt must not decide what this attempt does)."""
+    earlier attempt must not decide what this attempt does); a failed run's status is followed by
+    its exit code ("failed 74")."""
     try:
         s = RunSummary.read(run_dir)
     except RecordError:
         return ""
     mine = (s.slurm.get("slurm_job_id") == os.environ.get("SLURM_JOB_ID")
             and s.slurm.get("slurm_restart_count", "0") == os.environ.get("SLURM_RESTART_COUNT", "0"))
-    return s.status if mine else ""
+    if not mine:
+        return ""
+    return f"{s.status} {s.exit_code}" if s.status == "failed" and s.exit_code else s.status
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
