@@ -9,14 +9,11 @@ from datetime import timedelta
 from typing import Any
 
 from lenet_dist.errors import ConfigError, PeerLost
+from lenet_dist.training.peer_failure import is_peer_failure, surface_nccl_errors
 
 
 def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def env_local_world_size() -> int:
-    return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
 
 
 def slurm_info() -> dict[str, str]:
@@ -26,11 +23,22 @@ def slurm_info() -> dict[str, str]:
     return {k.lower(): os.environ[k] for k in keys if k in os.environ}
 
 
+def local_cuda_device():
+    """This rank's GPU, made the current device (before anything asks CUDA about a device, so each
+    rank opens its context on its own GPU, not GPU 0)."""
+    import torch
+
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % max(1, torch.cuda.device_count()))
+    torch.cuda.set_device(device)
+    return device
+
+
 def cpu_threads_per_process() -> int:
     """Launchers set OMP_NUM_THREADS=1; a CPU job instead splits the cores it may use between
     the processes on this machine."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, env_local_world_size()))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    return max(1, cores // max(1, local_world))
 
 
 def make_accelerator(mixed_precision: str, grad_accum_steps: int = 1, timeout_s: float = 600.0):
@@ -44,14 +52,15 @@ def make_accelerator(mixed_precision: str, grad_accum_steps: int = 1, timeout_s:
     from accelerate import Accelerator
     from accelerate.utils import InitProcessGroupKwargs
 
+    from lenet_dist.training import precision
+
     use_cpu = not torch.cuda.is_available()
-    if mixed_precision == "auto":
-        native = torch.ops.mkldnn._is_mkldnn_bf16_supported() if use_cpu else torch.cuda.is_bf16_supported()
-        mixed_precision = "bf16" if native else "no"
-    if use_cpu:
-        torch.set_num_threads(cpu_threads_per_process())
-        if mixed_precision == "fp16":
-            raise ConfigError("train.mixed_precision 'fp16' needs a GPU; use 'bf16' or 'no' on CPU")
+    if not use_cpu:
+        surface_nccl_errors()
+    mixed_precision = precision.resolve(mixed_precision, torch.device("cpu") if use_cpu else local_cuda_device())
+    torch.set_num_threads(cpu_threads_per_process())  # GPU ranks too: their host work shares the node's CPUs
+    if use_cpu and mixed_precision == "fp16":
+        raise ConfigError("train.mixed_precision 'fp16' needs a GPU; use 'bf16' or 'no' on CPU")
     # a rank that dies or hangs leaves its peers waiting in a collective: they give up after timeout_s
     # (checkpoint.hang_timeout_s for training) instead of the default 30 minutes
     pg = InitProcessGroupKwargs(timeout=timedelta(seconds=timeout_s))
@@ -162,15 +171,6 @@ def job_key() -> str:
     pid (the parent of every local worker, alive across restarts)."""
     run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
     return run_id if run_id != "none" else f"agent-{os.getppid()}"
-
-
-def is_peer_failure(exc: BaseException) -> bool:
-    """A collective that failed because another rank died, hung or went away (gloo/NCCL errors)."""
-    import torch.distributed as dist
-
-    words = ("timed out", "timeout", "connection closed", "connection reset", "broken pipe", "peer")
-    return isinstance(exc, getattr(dist, "DistError", ())) or (
-        isinstance(exc, RuntimeError) and any(w in str(exc).lower() for w in words))
 
 
 def close_distributed(synchronize: bool = True) -> None:

@@ -23,10 +23,11 @@ from lenet_dist.tracking.tracker import Tracker
 from lenet_dist.training import attempts
 from lenet_dist.training.checkpointing import Checkpointer, Restored
 from lenet_dist.training.data import TrainingData
-from lenet_dist.training.distributed import Processes, close_distributed, is_peer_failure
+from lenet_dist.training.distributed import Processes, close_distributed
 from lenet_dist.training.evaluation import EvalResult, evaluate
 from lenet_dist.training.metrics import LossWindow, eval_line
 from lenet_dist.training.outputs import RunOutputs
+from lenet_dist.training.peer_failure import is_peer_failure
 from lenet_dist.training.stopping import StopRequest, TrainingStopped
 from lenet_dist.training.timeline import Timeline
 
