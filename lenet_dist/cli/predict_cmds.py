@@ -77,9 +77,10 @@ def export(
         help="model checkpoint directory, or a run directory (its final model)")],
     output: Annotated[Path, typer.Option("--output", "-o", help="file to write")],
     fmt: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.torchscript,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Export a model checkpoint to a file that runs without lenet-dist (raw normalised input)."""
     from lenet_dist.inference.export import export_model
 
-    max_diff = export_model(checkpoint, output, fmt.value)
+    max_diff = export_model(checkpoint, output, fmt.value, device)
     typer.echo(f"wrote {output} ({fmt.value}); max |logit difference| vs the checkpoint: {max_diff:.2e}")

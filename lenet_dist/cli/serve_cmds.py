@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lenet_dist.cli.app import app
+from lenet_dist.cli.app import DeviceOpt, app
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -26,6 +26,7 @@ def serve(
                                                   "(read from its header before decoding)")] = 40.0,
     request_timeout: Annotated[float, typer.Option(min=0.1, help="seconds a client has to send a whole request; "
                                                    "slower connections are closed")] = 60.0,
+    device: DeviceOpt = "auto",
     workers: Annotated[int, typer.Option(min=0, help="server processes, each with the model (default: one per "
                                          "core, at most 4; 0: that default)")] = 0,
 ) -> None:
@@ -38,7 +39,7 @@ def serve(
     checkpoint = checkpoint or default_checkpoint()
     limits = Limits(max_upload_bytes=int(max_upload_mb * 2**20), max_files=max_files,
                     max_pixels=int(max_megapixels * 1e6))
-    web = build_app(checkpoint, limits)  # loads and checks the model here, before anything binds
+    web = build_app(checkpoint, limits, device)  # loads and checks the model and device before anything binds
     workers = workers or min(4, len(os.sched_getaffinity(0)))
     typer.echo(f"lenet-dist: serving {checkpoint} on http://{host}:{port}/ with {workers} process(es) "
                "(API docs: /docs)", err=True)
@@ -53,6 +54,6 @@ def serve(
         return
     os.environ.update(LENET_SERVE_CHECKPOINT=str(checkpoint), LENET_SERVE_MAX_FILES=str(limits.max_files),
                       LENET_SERVE_MAX_UPLOAD_BYTES=str(limits.max_upload_bytes),
-                      LENET_SERVE_MAX_PIXELS=str(limits.max_pixels))
+                      LENET_SERVE_MAX_PIXELS=str(limits.max_pixels), LENET_SERVE_DEVICE=device)
     uvicorn.run("lenet_dist.serve.app:app_from_env", factory=True, workers=workers, host=host, port=port,
                 log_level="warning", access_log=False, http=http)

@@ -9,16 +9,20 @@ from pathlib import Path
 import torch
 
 from lenet_dist.checkpoint import load_model
+from lenet_dist.device import pick_device
 from lenet_dist.errors import ConfigError
 from lenet_dist.fileio import atomic_file, write_json_atomic
 
 
-def export_model(checkpoint: Path, output: Path, fmt: str) -> float:
-    """Write the export, check it against the checkpoint on random input; return max |diff|."""
+def export_model(checkpoint: Path, output: Path, fmt: str, device: str = "cpu") -> float:
+    """Write the export, traced on `device` (a TorchScript file then loads onto that device), check it
+    against the checkpoint on random input; return max |diff|."""
     if Path(output).is_dir():
         raise ConfigError(f"--output {output} is a directory; give a file name, e.g. {Path(output) / 'lenet.pt'}")
+    dev = pick_device(device)
     model, meta = load_model(checkpoint)
-    example = torch.randn(16, 1, 28, 28)
+    model = model.to(dev)
+    example = torch.randn(16, 1, 28, 28, device=dev)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with torch.inference_mode():
@@ -27,12 +31,12 @@ def export_model(checkpoint: Path, output: Path, fmt: str) -> float:
         if fmt == "torchscript":
             traced = torch.jit.trace(model, example)
             traced.save(str(tmp))
-            got = torch.jit.load(str(tmp))(example)
+            got = torch.jit.load(str(tmp), map_location=dev)(example)
         else:
             got = _export_onnx(model, example, tmp)
     info = meta.model_dump(mode="json", include={"dataset", "classes", "normalization", "input_size", "model_args"})
     write_json_atomic(output.with_name(output.name + ".json"), info)
-    return float((got - expected).abs().max())
+    return float((got.to(dev) - expected).abs().max())
 
 
 def _export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> torch.Tensor:
@@ -44,4 +48,4 @@ def _export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> t
     torch.onnx.export(model, (example,), str(path), input_names=["input"], output_names=["logits"],
                       dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return torch.from_numpy(session.run(None, {"input": example.numpy()})[0])
+    return torch.from_numpy(session.run(None, {"input": example.cpu().numpy()})[0])

@@ -33,6 +33,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from lenet_dist.checkpoint import load_model
+from lenet_dist.device import pick_device
 from lenet_dist.inference.decode import MAX_PIXELS
 from lenet_dist.inference.predict import Prediction
 from lenet_dist.inference.preprocess import PreprocessError, load_image
@@ -128,12 +129,13 @@ async def _uploads(request: Request, limits: Limits) -> list[tuple[str, bytes]]:
     return uploads
 
 
-def build_app(checkpoint: Path, limits: Limits = Limits()) -> FastAPI:
+def build_app(checkpoint: Path, limits: Limits = Limits(), device: str = "cpu") -> FastAPI:
+    """The app serving `checkpoint` on `device` (auto | cpu | cuda | cuda:N)."""
     model, meta = load_model(checkpoint)  # a bad checkpoint fails here, before the server binds
     decoders = ThreadPoolExecutor(4, thread_name_prefix="lenet-decode")
     budget = PixelBudget(limits.max_pixels)
     return_large_frees_at_once()
-    batcher = Batcher(model, meta)
+    batcher = Batcher(model, meta, device=pick_device(device))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -203,4 +205,4 @@ def app_from_env() -> FastAPI:
     """For uvicorn's worker processes (`--workers N`): each builds its own app from the environment."""
     limits = Limits(int(os.environ["LENET_SERVE_MAX_UPLOAD_BYTES"]), int(os.environ["LENET_SERVE_MAX_FILES"]),
                     int(os.environ["LENET_SERVE_MAX_PIXELS"]))
-    return build_app(Path(os.environ["LENET_SERVE_CHECKPOINT"]), limits)
+    return build_app(Path(os.environ["LENET_SERVE_CHECKPOINT"]), limits, os.environ["LENET_SERVE_DEVICE"])

@@ -15,10 +15,13 @@ import torch
 
 from lenet_dist.inference.predict import DigitRead, read_digits
 
+CPU = torch.device("cpu")
+
 
 class Batcher:
-    def __init__(self, model: torch.nn.Module, meta, max_images: int = 128, max_wait_s: float = 0.002):
-        self.model, self.meta = model, meta
+    def __init__(self, model: torch.nn.Module, meta, max_images: int = 128, max_wait_s: float = 0.002,
+                 device: torch.device = CPU):
+        self.model, self.meta, self.device = model.to(device), meta, device
         self.max_images, self.max_wait_s = max_images, max_wait_s
         self._queue: asyncio.Queue[tuple[list[np.ndarray], asyncio.Future]] = asyncio.Queue()
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="lenet-model")
@@ -58,7 +61,7 @@ class Batcher:
             images = [image for request, _ in batch for image in request]
             try:
                 reads = await loop.run_in_executor(self._model_thread, read_digits, self.model, self.meta, images,
-                                                   torch.device("cpu"), len(images))
+                                                   self.device, len(images))
             except Exception as exc:  # noqa: BLE001 - every waiting request learns of it; the loop lives on
                 for _, future in batch:
                     future.set_exception(exc)

@@ -85,3 +85,21 @@ def test_the_page_and_the_api_docs_are_served(client):
     assert 'id="pad"' in page and 'id="prediction"' in page and "cdn" not in page.lower()
     assert client.get("/static/app.js").status_code == 200
     assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
+
+
+def test_the_server_and_export_take_a_device_and_refuse_one_that_is_not_there(model_checkpoint: Path,
+                                                                               digit_png: bytes, tmp_path: Path):
+    import torch
+
+    from lenet_dist.inference.export import export_model
+
+    from .cli import invoke, one_error_line
+
+    with TestClient(build_app(model_checkpoint, Limits(), device="cpu")) as cpu_client:
+        assert cpu_client.post("/v1/predict", files=[("file", ("a.png", digit_png))]).status_code == 200
+    assert export_model(model_checkpoint, tmp_path / "m.pt", "torchscript", "cpu") < 1e-5
+    if not torch.cuda.is_available():
+        for args in (["serve", "--checkpoint", model_checkpoint, "--device", "cuda"],
+                     ["export", model_checkpoint, "-o", tmp_path / "g.pt", "--device", "cuda"]):
+            result = invoke(*args)
+            assert result.exit_code == 2 and "no CUDA GPU is visible" in one_error_line(result)
