@@ -23,7 +23,7 @@ import torch
 from pydantic import ValidationError
 
 from lenet_dist.errors import CheckpointError
-from lenet_dist.faults import crash_point
+from lenet_dist.faults import crash_point, listing_as_seen
 from lenet_dist.fileio import atomic_dir, disk_full_as_user_error, sha256_of
 from lenet_dist.model import LeNet5
 from lenet_dist.records import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, CheckpointMeta, TrainingState
@@ -192,7 +192,7 @@ def list_training_checkpoints(run_dir: Path) -> list[Path]:
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(STEP_PREFIX))
+    return listing_as_seen(sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(STEP_PREFIX)))
 
 
 def best_checkpoint(run_dir: Path) -> Path | None:

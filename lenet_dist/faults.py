@@ -7,6 +7,8 @@ moment, so crash-resume tests are deterministic. Unset (always, outside tests): 
     hang-when-finished  SIGSTOP, not SIGKILL: once the run has finished, before the process exits
                       (the launcher's first attempt only, so the restart finishes)
     …@<rank>          only in the process with that RANK (a crash of one worker), e.g. after-step:12@1
+    stale-listing     not a crash: this process's listing of a run's checkpoints misses the newest one
+                      (a shared file system's attribute cache), e.g. stale-listing@1
     fill-disk:<point>   not a crash: fill the file system of the run directory at that point
                       (disk_fill_point), so what follows meets a real full disk
 """
@@ -69,3 +71,11 @@ def disk_fill_point(point: str, directory: Path) -> None:
                 fh.flush()
         except OSError:
             pass
+
+
+def listing_as_seen(paths: list[Path]) -> list[Path]:
+    """LENET_DIST_FAULT=stale-listing[@rank]: this process does not see the newest checkpoint yet."""
+    spec, _, rank = os.environ.get("LENET_DIST_FAULT", "").partition("@")
+    if spec != "stale-listing" or (rank and os.environ.get("RANK", "0") != rank):
+        return paths
+    return paths[:-1]

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 from lenet_dist.errors import DiskFullError
 
-TMP_MARK = ".tmp-"  # hidden temporaries are named .<name>.tmp-<pid>; readers skip them
+TMP_MARK = ".tmp-"  # hidden temporaries are named .<name>.tmp-<host>-<pid>; readers skip them
 
 
 def sha256_of(path: Path) -> str:
@@ -55,7 +56,7 @@ def disk_full_as_user_error(dest: Path, needed_bytes: int = 0) -> Iterator[None]
 
 
 def temporary_sibling(path: Path) -> Path:
-    return path.parent / f".{path.name}{TMP_MARK}{os.getpid()}"
+    return path.parent / f".{path.name}{TMP_MARK}{socket.gethostname()}-{os.getpid()}"
 
 
 @contextmanager
@@ -87,7 +88,7 @@ def atomic_dir(dest: Path) -> Iterator[Path]:
             fsync_path(f)
         fsync_path(tmp)
         if dest.exists():
-            old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+            old = dest.parent / f".{dest.name}.old-{socket.gethostname()}-{os.getpid()}"
             os.rename(dest, old)
             os.rename(tmp, dest)
             shutil.rmtree(old)

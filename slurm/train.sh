@@ -46,8 +46,10 @@ TRAIN_ARGS=(--default-run-name "$JOB_RUN_NAME" --resume auto "$@")
 [ "$RESTARTS" -gt 0 ] && TRAIN_ARGS+=(--resume auto)
 
 echo "lenet-dist: job ${SLURM_JOB_ID} start $(date -Is) on ${SLURM_JOB_NODELIST}, restart ${RESTARTS}"
-# user errors (bad config, unknown key) end the job here with one line, and are never requeued
-RUN_DIR=$(lenet-dist train "${TRAIN_ARGS[@]}" --dry-run)
+# user errors (bad config, unknown key, data that cannot be had) end the job here with one line, and
+# are never requeued; the data is fetched here, once, so the ranks on every node only verify it
+RUN_DIR=$(lenet-dist train "${TRAIN_ARGS[@]}" --dry-run --fetch-data)
+export LENET_DIST_DATA_FETCHED=1
 
 HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 PORT=$((20000 + SLURM_JOB_ID % 20000))

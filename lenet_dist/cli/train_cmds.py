@@ -35,6 +35,8 @@ def train(
     set_: SetOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="validate the config, print the run directory "
                                           "and exit (job scripts use it to fail fast)")] = False,
+    fetch_data: Annotated[bool, typer.Option("--fetch-data", help="with --dry-run: also fetch and verify the "
+                                             "dataset, once, so that the job's ranks only read it")] = False,
     default_run_name: Annotated[str | None, typer.Option(hidden=True, help="the run's name when neither "
                                                          "--run-name, --set run_name nor the config gives one "
                                                          "(job scripts pass the job's)")] = None,
@@ -42,7 +44,7 @@ def train(
     """Train LeNet5; works alone, under `accelerate launch`, torchrun and srun."""
     with _deterministic_failures_end_the_launch():
         _train(config, epochs, batch_size, lr, seed, output_dir, run_name, data_dir, dataset, tracking, resume, set_,
-               dry_run, default_run_name)
+               dry_run, default_run_name, fetch_data)
 
 
 @contextmanager
@@ -72,7 +74,7 @@ def _deterministic_failures_end_the_launch():
 
 
 def _train(config, epochs, batch_size, lr, seed, output_dir, run_name, data_dir, dataset, tracking, resume, set_,
-           dry_run, default_run_name) -> None:
+           dry_run, default_run_name, fetch_data) -> None:
     from lenet_dist.config import load_config
 
     flags = {"train.epochs": epochs, "train.batch_size": batch_size, "optim.lr": lr, "train.seed": seed,
@@ -88,6 +90,10 @@ def _train(config, epochs, batch_size, lr, seed, output_dir, run_name, data_dir,
     if dry_run:
         from lenet_dist.training.run_dir import generated_name
 
+        if fetch_data:
+            from lenet_dist.data.fetch import ensure_dataset
+
+            ensure_dataset(cfg.data.dataset, cfg.data.data_dir)
         typer.echo(Path(cfg.output_dir) / (cfg.run_name or generated_name(cfg.data.dataset)))
         return
     from lenet_dist.training.train import train as run_training

@@ -14,10 +14,11 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from filelock import FileLock
-
+from lenet_dist import locks
 from lenet_dist.data.datasets import DATASETS, DatasetSpec, IdxFile
 from lenet_dist.data.sources import SOURCES, Source, from_folder
 from lenet_dist.errors import ConfigError, DataError
@@ -106,7 +107,8 @@ def _fill_from(sources: list[tuple[str, Source]], spec: DatasetSpec, data_dir: P
     return [f.name for f in missing]
 
 
-def _lock(spec: DatasetSpec, data_dir: Path, missing: list[str]) -> FileLock:
+@contextmanager
+def _lock(spec: DatasetSpec, data_dir: Path, missing: list[str]) -> Iterator[None]:
     """The per-machine fetch lock; taken only when files must be written, so a complete read-only
     data directory (a cluster's shared datasets) is used as it is."""
     try:
@@ -117,7 +119,11 @@ def _lock(spec: DatasetSpec, data_dir: Path, missing: list[str]) -> FileLock:
     if not writable:
         raise DataError(f"{spec.name}: {', '.join(missing)} missing from {spec.raw_dir(data_dir)}, and {data_dir} "
                         "is not writable; fetch into a writable --data-dir, or ask for the files to be added")
-    return FileLock(str(Path(data_dir) / f".{spec.folder}.lock"), timeout=LOCK_TIMEOUT_S)
+    lock = locks.acquire(Path(data_dir) / f".{spec.folder}.lock", timeout=LOCK_TIMEOUT_S)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _needs_a_folder(data_dir: Path) -> None:
@@ -130,7 +136,7 @@ def _needs_a_folder(data_dir: Path) -> None:
             return
 
 
-def ensure_dataset(name: str, data_dir: Path, force: bool = False) -> DatasetSpec:
+def ensure_dataset(name: str, data_dir: Path, force: bool = False, fetch: bool = True) -> DatasetSpec:
     """Make sure every raw file is present and verified; fetch what is missing. One process at a
     time per data dir: the others wait on the lock and then find the files in place."""
     spec = get_spec(name)
@@ -138,6 +144,10 @@ def ensure_dataset(name: str, data_dir: Path, force: bool = False) -> DatasetSpe
     status = verify(spec, data_dir)
     if all(s == "ok" for s in status.values()):
         return spec
+    if not fetch:
+        bad = ", ".join(f"{n} {s}" for n, s in status.items() if s != "ok")
+        raise DataError(f"{spec.name}: {bad} in {spec.raw_dir(data_dir)}, though the job fetched the data before "
+                        "its processes started: is data.data_dir on a file system every node sees?")
     raise_if_unusable(spec, data_dir, {k: v for k, v in status.items() if force is False or v != "corrupt"})
     with _lock(spec, data_dir, [n for n, s in status.items() if s != "ok"]):
         status = verify(spec, data_dir)  # another process may have fetched them meanwhile

@@ -25,6 +25,7 @@ from lenet_dist.fileio import disk_full_as_user_error
 from lenet_dist.records import AttemptEnd, AttemptFailure, AttemptLine, AttemptStart, AttemptSummary
 
 FILE = "attempts.jsonl"
+RANK_FILES = "attempts.rank*.jsonl"  # failures seen by ranks other than the main process, one file each
 _LINE = TypeAdapter(AttemptLine)
 
 
@@ -33,16 +34,20 @@ class GaveUp(UserError):
 
 
 def read(run_dir: Path) -> list[AttemptLine]:
-    path = Path(run_dir) / FILE
-    if not path.is_file():
-        return []
-    return [_LINE.validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+    """The main process's lines, then every other rank's (their order does not matter: lines name
+    their attempt)."""
+    paths = [Path(run_dir) / FILE, *sorted(Path(run_dir).glob(RANK_FILES))]
+    return [_LINE.validate_json(line) for path in paths if path.is_file()
+            for line in path.read_text().splitlines() if line.strip()]
 
 
-def append(run_dir: Path, record: AttemptLine) -> None:
-    """One line, appended and flushed (a crash right after must not lose it)."""
+def append(run_dir: Path, record: AttemptLine, rank: int = 0) -> None:
+    """One line, appended and flushed (a crash right after must not lose it). One writer per file:
+    appends from several hosts to one file on NFS are not atomic, so a rank other than the main
+    process writes a file of its own."""
+    path = Path(run_dir) / (FILE if rank == 0 else RANK_FILES.replace("*", str(rank)))
     line = record.model_dump_json(exclude_none=True) + "\n"
-    with disk_full_as_user_error(Path(run_dir) / FILE, len(line)), open(Path(run_dir) / FILE, "a") as fh:
+    with disk_full_as_user_error(path, len(line)), open(path, "a") as fh:
         fh.write(line)
         fh.flush()
         os.fsync(fh.fileno())
@@ -101,7 +106,7 @@ def peer_lost(run_dir: Path, attempt: int, rank: int, step: int, exc: BaseExcept
     from lenet_dist.training.distributed import node_name
 
     cause = f"a peer rank died or stopped answering ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
-    append(run_dir, AttemptFailure(attempt=attempt, rank=rank, node=node_name(), step=step, cause=cause))
+    append(run_dir, AttemptFailure(attempt=attempt, rank=rank, node=node_name(), step=step, cause=cause), rank)
     return PeerLost(f"rank {rank} on {node_name()} at step {step}: {cause}; ending this attempt so the job "
                     "restarts from its latest checkpoint")
 

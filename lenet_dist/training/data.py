@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +13,8 @@ from lenet_dist.data.fetch import ensure_dataset
 from lenet_dist.data.tensors import Split, load_split, steps_per_epoch
 from lenet_dist.errors import ConfigError
 from lenet_dist.training.distributed import Processes
+
+DATA_FETCHED = "LENET_DIST_DATA_FETCHED"  # set by a job script that fetched the data before starting the ranks
 
 
 @dataclass
@@ -26,8 +29,10 @@ class TrainingData:
 
 def load_data(cfg: Config, procs: Processes) -> TrainingData:
     # every rank asks; the fetch lock makes one per machine fetch while the others wait on the lock,
-    # not in a collective (a slow download must not look like a hung rank)
-    spec = ensure_dataset(cfg.data.dataset, cfg.data.data_dir)
+    # not in a collective (a slow download must not look like a hung rank). Where the job script
+    # fetched once before starting the ranks (slurm/train.sh), they only verify.
+    fetched = os.environ.get(DATA_FETCHED) == "1"
+    spec = ensure_dataset(cfg.data.dataset, cfg.data.data_dir, fetch=not fetched)
     train_set = load_split(spec, cfg.data.data_dir, "train", cfg.data.train_subset, procs.device)
     if not cfg.augment.enabled:  # augmentation needs the pixels; else normalise once, not every step
         train_set.normalize_(spec.normalization)

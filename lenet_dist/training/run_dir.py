@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from filelock import FileLock, Timeout
+from filelock import BaseFileLock
 
+from lenet_dist import locks
 from lenet_dist.config import Config
 from lenet_dist.errors import ConfigError
 from lenet_dist.training.distributed import Processes, job_key, under_elastic_agent
@@ -49,15 +50,14 @@ def _holder(run_dir: Path) -> str:
         return "another process"
 
 
-def _claim(cfg: Config, resume: str | None) -> tuple[str, FileLock | None, str | None]:
+def _claim(cfg: Config, resume: str | None) -> tuple[str, BaseFileLock | None, str | None]:
     """(run name, the held lock, error) as decided by the main process."""
     try:
         name = cfg.run_name or _launch_name(cfg)
         run_dir = Path(cfg.output_dir) / name
         run_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(run_dir / LOCK_FILE), timeout=0)
-        lock.acquire()
-    except Timeout:
+        lock = locks.acquire(run_dir / LOCK_FILE, timeout=0)
+    except locks.Timeout:
         return name, None, (f"run directory {run_dir} is being written by {_holder(run_dir)}; wait for that run "
                             "to end, or pick another --run-name")
     except OSError as exc:

@@ -106,7 +106,12 @@ def restore(run_dir: Path, resume: str | None, model: LeNet5, optimizer, schedul
     """The state to start from: a checkpoint named by --resume, the run's latest one, or scratch."""
     if resume is None:
         return Restored()
-    ckpt = latest_valid(run_dir) if resume == "auto" else Path(resume)
+    if resume == "auto":  # one choice for all: ranks on other hosts may list a shared directory differently
+        chosen = latest_valid(run_dir) if procs.is_main else None
+        ckpt = procs.broadcast(str(chosen) if chosen else None)
+        ckpt = Path(ckpt) if ckpt else None
+    else:
+        ckpt = Path(resume)
     if ckpt is None:
         log.warning("resume: no checkpoint in %s yet; starting fresh (--resume auto continues the run "
                     "named by --run-name)", run_dir)

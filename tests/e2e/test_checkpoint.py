@@ -4,6 +4,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -234,3 +235,22 @@ def test_evaluate_prints_accuracy_per_class_and_confusion(small_run: Path, mnist
     result = json.loads(as_json.stdout)
     assert result["accuracy"] == read_summary(small_run)["test_accuracy"]
     assert sum(map(sum, result["confusion_matrix"])) == 10000 and len(result["per_class_accuracy"]) == 10
+
+
+def test_every_rank_resumes_the_checkpoint_the_main_process_chose(mnist_dir: Path, tmp_path: Path):
+    """On a shared file system another host may not list the newest checkpoint yet (attribute
+    caching); rank 1 here misses it, and must still resume where rank 0 does."""
+    common = ["train", "--data-dir", mnist_dir, "--set", "data.train_subset=3000", "--set", "tracking.mode=disabled",
+              "--epochs", "1", "--set", "checkpoint.every_steps=5", "--set", "checkpoint.keep_last=5",
+              "--run-name", "r"]
+    crashed = run_cli(*common, "--output-dir", tmp_path / "a", cwd=tmp_path,
+                      env=cli_env(LENET_DIST_FAULT="after-step:12"))
+    assert crashed.returncode == -signal.SIGKILL
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    plain = launch(2, *common, "--output-dir", tmp_path / "a", "--resume", "auto", cwd=tmp_path)
+    stale = launch(2, *common, "--output-dir", tmp_path / "b", "--resume", "auto", cwd=tmp_path,
+                   env=cli_env(LENET_DIST_FAULT="stale-listing@1"))
+    assert plain.returncode == 0 and stale.returncode == 0, stale.stderr[-3000:]
+    for out in ("a", "b"):
+        assert read_summary(tmp_path / out / "r")["resumed_from"].endswith("step-000000010")
+    assert _weights(tmp_path / "b" / "r") == _weights(tmp_path / "a" / "r")

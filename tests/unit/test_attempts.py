@@ -71,3 +71,16 @@ def test_every_line_reads_back_as_the_record_that_wrote_it(tmp_path: Path):
     for record in written:
         attempts.append(tmp_path, record)
     assert attempts.read(tmp_path) == written
+
+
+def test_each_rank_writes_its_own_file_and_reading_merges_them(tmp_path: Path):
+    """Appends from several hosts to one NFS file are not atomic: one writer per file."""
+    attempts.append(tmp_path, AttemptStart(attempt=1, resumed_from_step=0))
+    attempts.append(tmp_path, AttemptFailure(attempt=1, rank=0, node="n1", step=7, cause="peer"), rank=0)
+    for rank in (1, 13):
+        attempts.append(tmp_path, AttemptFailure(attempt=1, rank=rank, node=f"n{rank}", step=7, cause="peer"),
+                        rank=rank)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["attempts.jsonl", "attempts.rank1.jsonl",
+                                                          "attempts.rank13.jsonl"]
+    [summary] = attempts.summary(attempts.read(tmp_path))
+    assert sorted(f.rank for f in summary.failures) == [0, 1, 13]

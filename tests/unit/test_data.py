@@ -2,6 +2,7 @@ import gzip
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from lenet_dist.data.datasets import MNIST
@@ -89,3 +90,25 @@ def test_import_accepts_gzipped_files_and_rejects_wrong_ones(mnist_dir: Path, tm
     assert set(verify(MNIST, tmp_path / "data").values()) == {"ok"}
     result = invoke("data", "import", src, "--dataset", "fashion-mnist", "--data-dir", tmp_path / "d2", cwd=tmp_path)
     assert result.exit_code == 3 and "fashion-mnist" in one_error_line(result)
+
+
+def test_a_rank_told_the_data_was_fetched_only_verifies_and_names_the_shared_file_system(tmp_path: Path):
+    from lenet_dist.data.fetch import ensure_dataset
+    from lenet_dist.errors import DataError
+
+    with pytest.raises(DataError, match="file system every node sees"):
+        ensure_dataset("mnist", tmp_path / "not-shared", fetch=False)
+    assert not (tmp_path / "not-shared").exists(), "nothing fetched, no lock taken"
+
+
+def test_a_file_system_without_flock_falls_back_to_a_lock_file(tmp_path: Path, monkeypatch):
+    from lenet_dist import locks
+
+    monkeypatch.setenv("LENET_DIST_FAULT", "no-flock")
+    held = locks.acquire(tmp_path / ".lock", timeout=0)
+    assert locks.soft_path(tmp_path / ".lock").exists()
+    with pytest.raises(locks.Timeout):
+        locks.acquire(tmp_path / ".lock", timeout=0)
+    held.release()
+    assert not locks.soft_path(tmp_path / ".lock").exists()
+    locks.acquire(tmp_path / ".lock", timeout=0).release()
