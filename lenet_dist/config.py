@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from lenet_dist.choices import DatasetName, TrackingMode
 from lenet_dist.errors import ConfigError
@@ -54,6 +54,8 @@ class OptimConfig(_Section):
     lr: float = Field(3e-3, gt=0, description="peak learning rate")
     weight_decay: float = Field(5e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
+    lr_scaling: Literal["sqrt", "linear"] = Field("sqrt", description="with train.batch_size_per_process: lr x "
+                                                  "(global batch / train.batch_size), or its square root")
 
 
 class ScheduleConfig(_Section):
@@ -63,7 +65,11 @@ class ScheduleConfig(_Section):
 
 class TrainConfig(_Section):
     epochs: int = Field(15, gt=0)
-    batch_size: int = Field(128, gt=0, description="global batch: split over processes and accumulation")
+    batch_size: int = Field(128, gt=0, description="global batch: split over processes and accumulation, as "
+                            "evenly as can be (any number of processes)")
+    batch_size_per_process: int | None = Field(None, gt=0, description="set: the global batch is this times the "
+                                               "processes, and optim.lr scales from train.batch_size by "
+                                               "optim.lr_scaling (training/batching.py)")
     grad_accum_steps: int = Field(1, gt=0)
     seed: int = Field(0, ge=0, lt=2**32, description="the data order and augmentation draws derive from it")
     mixed_precision: Literal["no", "fp16", "bf16", "auto"] = Field(
@@ -123,15 +129,6 @@ class Config(_Section):
             raise ValueError("must be one plain folder name: letters, digits, '.', '_' and '-', at most 200, not "
                              "starting with '.' or '-' (so not '.', '..', empty or a path)")
         return value
-
-    @model_validator(mode="after")
-    def _batch_divides(self) -> Config:
-        if self.train.batch_size % self.train.grad_accum_steps:
-            raise ValueError(
-                f"train.batch_size ({self.train.batch_size}) must be divisible by "
-                f"train.grad_accum_steps ({self.train.grad_accum_steps})"
-            )
-        return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -4,6 +4,7 @@ moment, so crash-resume tests are deterministic. Unset (always, outside tests): 
     after-step:<n>    the n-th time this process finishes a step
     during-save:<n>   the n-th checkpoint this process writes, after its weights file
     at-step:<g>       whenever global step g finishes, in every attempt (a crash that repeats)
+    slow-save:<s>     not a crash: every checkpoint write takes s seconds longer (a slow file system)
     hang-when-finished  SIGSTOP, not SIGKILL: once the run has finished, before the process exits
                       (the launcher's first attempt only, so the restart finishes)
     …@<rank>          only in the process with that RANK (a crash of one worker), e.g. after-step:12@1
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 _counts: dict[str, int] = {}
@@ -30,6 +32,9 @@ def crash_point(point: str, global_step: int | None = None) -> None:
     if rank and os.environ.get("RANK", "0") != rank:
         return
     want, _, n = spec.partition(":")
+    if want == "slow-save" and point == "during-save":
+        time.sleep(float(n))
+        return
     if want == point == "hang-when-finished":
         if os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0":
             os.kill(os.getpid(), signal.SIGSTOP)

@@ -2,9 +2,12 @@
 # Train lenet-dist on a SLURM cluster: one node or many, GPU or CPU nodes.
 #
 #   sbatch slurm/train.sh                                   # defaults
-#   sbatch --nodes=2 --gpus-per-node=4 slurm/train.sh -c configs/x.yaml --set optim.lr=0.01
+#   sbatch --nodes=2 --gpus-per-node=8 --cpus-per-task=32 slurm/train.sh -c configs/x.yaml --set optim.lr=0.01
 #   sbatch slurm/train.sh --run-name my-run                 # resubmit the same line to continue my-run
 #
+# CPUs: one task per node runs all of that node's processes, so ask for the CPUs they need together
+# (--cpus-per-task, default 2 below; e.g. 4 per GPU): each process uses its share for torch's
+# threads, and the run's first log line says how many it got.
 # Arguments pass through to `lenet-dist train`. Everything else comes from SLURM's environment:
 # nodes, processes per node (the node's GPUs, else LENET_CPU_PROCS_PER_NODE, default 1), the head
 # node's address, a port derived from the job id, and each node's rank (read on that node).
@@ -19,6 +22,7 @@
 #SBATCH --job-name=lenet-dist
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task=2
 #SBATCH --output=logs/%x-%j.out
 #SBATCH --open-mode=append
 #SBATCH --requeue
@@ -46,21 +50,26 @@ TRAIN_ARGS=(--default-run-name "$JOB_RUN_NAME" --resume auto "$@")
 [ "$RESTARTS" -gt 0 ] && TRAIN_ARGS+=(--resume auto)
 
 echo "lenet-dist: job ${SLURM_JOB_ID} start $(date -Is) on ${SLURM_JOB_NODELIST}, restart ${RESTARTS}"
-# user errors (bad config, unknown key, data that cannot be had) end the job here with one line, and
-# are never requeued; the data is fetched here, once, so the ranks on every node only verify it
-RUN_DIR=$(lenet-dist train "${TRAIN_ARGS[@]}" --dry-run --fetch-data)
-export LENET_DIST_DATA_FETCHED=1
-
 HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 PORT=$((20000 + SLURM_JOB_ID % 20000))
 GPUS=${SLURM_GPUS_ON_NODE:-0}
 if [ "$GPUS" -gt 0 ] 2>/dev/null; then PER_NODE=$GPUS; else PER_NODE=${LENET_CPU_PROCS_PER_NODE:-1}; fi
 WORLD=$((SLURM_NNODES * PER_NODE))
+# user errors (bad config, unknown key, a batch these processes cannot share, data that cannot be
+# had) end the job here with one line, before srun, and are never requeued; the data is fetched
+# here, once, so the ranks on every node only verify it
+RUN_DIR=$(lenet-dist train "${TRAIN_ARGS[@]}" --dry-run --fetch-data --world-size "$WORLD")
+export LENET_DIST_DATA_FETCHED=1
 MULTI=""
 [ "$WORLD" -gt 1 ] && MULTI="--multi_gpu"   # the N-process launcher; on CPU nodes it runs gloo DDP
 export LENET_HEAD=$HEAD LENET_PORT=$PORT LENET_PER_NODE=$PER_NODE LENET_WORLD=$WORLD LENET_MULTI=$MULTI
 export LENET_RUN_DIR=$RUN_DIR OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-echo "lenet-dist: ${SLURM_NNODES} node(s) x ${PER_NODE} process(es), head ${HEAD}:${PORT}, run ${RUN_DIR}"
+CPUS=${SLURM_CPUS_PER_TASK:-1}
+echo "lenet-dist: ${SLURM_NNODES} node(s) x ${PER_NODE} process(es), ${CPUS} CPU(s) per node, head ${HEAD}:${PORT}," \
+     "run ${RUN_DIR}"
+if [ "$CPUS" -lt "$PER_NODE" ]; then
+  echo "lenet-dist: warning: ${PER_NODE} processes per node share ${CPUS} CPU(s); ask for more with --cpus-per-task"
+fi
 
 REQUEUE=0
 # shellcheck disable=SC2317  # invoked by the traps below
@@ -72,20 +81,28 @@ stop_workers() {
 # dies takes its node's launcher down, and --kill-on-bad-exit the other nodes' within seconds.
 run_step() {
   # shellcheck disable=SC2016  # single quotes on purpose: expanded by the task on its node
-  srun --kill-on-bad-exit=1 bash -c '
+  # --cpus-per-task again: srun does not take it from the allocation since SLURM 22.05
+  srun --kill-on-bad-exit=1 --cpus-per-task="$CPUS" bash -c '
     # USR1 sent to the tasks alone (scancel --signal=USR1): stop, and tell the batch shell to requeue.
     # Not TERM: srun sends that to every task when one fails, and that is a crash to restart, not a stop.
     trap "touch \"$LENET_RUN_DIR/.requeue\" \"$LENET_RUN_DIR/STOP\"" USR1
     if [ "$LENET_WORLD" -eq 1 ]; then
       python -m lenet_dist train "$@" &   # no launcher needed: its exit code (75: resumable) passes through
     else
-      accelerate launch $LENET_MULTI --num_machines "$SLURM_NNODES" --machine_rank "$SLURM_NODEID" \
-        --num_processes "$LENET_WORLD" --main_process_ip "$LENET_HEAD" --main_process_port "$LENET_PORT" \
-        --mixed_precision no --dynamo_backend no \
-        -m lenet_dist train "$@" &
+      # the launcher ignores USR1 (scancel --full signals every process of the step; its default
+      # action would end the launcher mid-checkpoint); the workers set their own handler and stop
+      (trap "" USR1; exec accelerate launch $LENET_MULTI --num_machines "$SLURM_NNODES" \
+        --machine_rank "$SLURM_NODEID" --num_processes "$LENET_WORLD" --main_process_ip "$LENET_HEAD" \
+        --main_process_port "$LENET_PORT" --mixed_precision no --dynamo_backend no \
+        -m lenet_dist train "$@") &
     fi
     child=$!
-    while :; do wait $child; rc=$?; kill -0 $child 2>/dev/null || exit $rc; done
+    while :; do wait $child; rc=$?; kill -0 $child 2>/dev/null || break; done
+    # the launcher reports any worker exit but 0 as 1: a clean stop is what the run says it was
+    if [ "$rc" -ne 0 ] && [ "$(python -m lenet_dist runs status "$LENET_RUN_DIR" 2>/dev/null)" = stopped ]; then
+      rc=75
+    fi
+    exit $rc
   ' node-launch "${TRAIN_ARGS[@]}" &
   STEP=$!
   set +e

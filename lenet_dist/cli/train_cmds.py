@@ -37,6 +37,8 @@ def train(
                                           "and exit (job scripts use it to fail fast)")] = False,
     fetch_data: Annotated[bool, typer.Option("--fetch-data", help="with --dry-run: also fetch and verify the "
                                              "dataset, once, so that the job's ranks only read it")] = False,
+    world_size: Annotated[int | None, typer.Option("--world-size", min=1, help="with --dry-run: check the batch "
+                                                   "settings for this many processes")] = None,
     default_run_name: Annotated[str | None, typer.Option(hidden=True, help="the run's name when neither "
                                                          "--run-name, --set run_name nor the config gives one "
                                                          "(job scripts pass the job's)")] = None,
@@ -44,7 +46,7 @@ def train(
     """Train LeNet5; works alone, under `accelerate launch`, torchrun and srun."""
     with _deterministic_failures_end_the_launch():
         _train(config, epochs, batch_size, lr, seed, output_dir, run_name, data_dir, dataset, tracking, resume, set_,
-               dry_run, default_run_name, fetch_data)
+               dry_run, default_run_name, fetch_data, world_size)
 
 
 @contextmanager
@@ -74,7 +76,7 @@ def _deterministic_failures_end_the_launch():
 
 
 def _train(config, epochs, batch_size, lr, seed, output_dir, run_name, data_dir, dataset, tracking, resume, set_,
-           dry_run, default_run_name, fetch_data) -> None:
+           dry_run, default_run_name, fetch_data, world_size) -> None:
     from lenet_dist.config import load_config
 
     flags = {"train.epochs": epochs, "train.batch_size": batch_size, "optim.lr": lr, "train.seed": seed,
@@ -88,8 +90,10 @@ def _train(config, epochs, batch_size, lr, seed, output_dir, run_name, data_dir,
     if cfg.run_name is None and default_run_name:
         cfg = load_config(config, [*overrides, f"run_name={default_run_name}"])
     if dry_run:
+        from lenet_dist.training.batching import for_world
         from lenet_dist.training.run_dir import generated_name
 
+        for_world(cfg, world_size or 1)
         if fetch_data:
             from lenet_dist.data.fetch import ensure_dataset
 

@@ -20,13 +20,14 @@ def batch_generator(device: torch.device, seed: int, epoch: int, step: int) -> t
 
 
 def random_affine(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator,
-                  rank: int = 0, world: int = 1) -> torch.Tensor:
+                  start: int = 0, total: int | None = None) -> torch.Tensor:
     """Rotate by up to ±degrees, zoom by up to ±scale, shift by up to ±translate of the size.
-    The draws are made for the whole global batch and each rank takes its slice, so the result
-    does not depend on the world size."""
+    The draws are made for the whole global batch of `total` images and this rank takes the rows of
+    its images, [start, start + len(x)), so the result does not depend on the world size."""
     n = x.shape[0]
-    u = torch.rand(n * world, 4, generator=generator, device=x.device, dtype=x.dtype)
-    u = u[rank * n:(rank + 1) * n] * 2 - 1
+    total = n if total is None else total
+    u = torch.rand(total, 4, generator=generator, device=x.device, dtype=x.dtype)
+    u = u[start:start + n] * 2 - 1
     angle = u[:, 0] * math.radians(cfg.degrees)
     zoom = 1 + u[:, 1] * cfg.scale
     # affine_grid maps output to input coordinates, so the inverse transform; the image spans 2
@@ -39,15 +40,15 @@ def random_affine(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if cfg.stroke or cfg.contrast:  # drawn after the affine's numbers, so those stay what they were
-        x = _stroke_and_contrast(x, cfg, generator, rank, world)
+        x = _stroke_and_contrast(x, cfg, generator, start, total)
     return x
 
 
-def _stroke_and_contrast(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator, rank: int,
-                         world: int) -> torch.Tensor:
+def _stroke_and_contrast(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator, start: int,
+                         total: int) -> torch.Tensor:
     """Thicker or thinner strokes (a blend towards a 3x3 max or min filter) and a gamma on the ink."""
     n = x.shape[0]
-    u = torch.rand(n * world, 2, generator=generator, device=x.device, dtype=x.dtype)[rank * n:(rank + 1) * n]
+    u = torch.rand(total, 2, generator=generator, device=x.device, dtype=x.dtype)[start:start + n]
     u = (u * 2 - 1).view(n, 2, 1, 1)
     amount = u[:, 0:1] * cfg.stroke
     thick = F.max_pool2d(x, 3, stride=1, padding=1)

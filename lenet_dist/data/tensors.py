@@ -74,12 +74,19 @@ def steps_per_epoch(n: int, global_batch: int) -> int:
     return n // global_batch  # last partial batch dropped: every rank must take the same steps
 
 
+def rank_span(global_batch: int, rank: int, world: int) -> tuple[int, int]:
+    """[start, stop) of this rank's slice of a global batch: contiguous, disjoint, covering, and as
+    even as can be (sizes differ by at most one: 128 over 3 ranks is 43, 43, 42)."""
+    base, extra = divmod(global_batch, world)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (rank < extra)
+
+
 def rank_batch(order: torch.Tensor, step: int, global_batch: int, rank: int, world: int) -> torch.Tensor:
     """Indices of this rank's part of global batch `step`: the global batch is the same for any
-    world size, and ranks take disjoint contiguous slices of it."""
-    per_rank = global_batch // world
-    start = step * global_batch + rank * per_rank
-    return order[start: start + per_rank]
+    world size, and ranks take disjoint contiguous slices of it (rank_span)."""
+    start, stop = rank_span(global_batch, rank, world)
+    return order[step * global_batch + start: step * global_batch + stop]
 
 
 def eval_shard(n: int, rank: int, world: int) -> tuple[int, int]:

@@ -33,10 +33,18 @@ def local_cuda_device():
     return device
 
 
-def cpu_threads_per_process() -> int:
-    """Launchers set OMP_NUM_THREADS=1; a CPU job instead splits the cores it may use between
-    the processes on this machine."""
+def usable_cpus() -> int:
+    """The CPUs this process may use: its affinity (what a cgroup or task binding allows), and no
+    more than SLURM allocated to the task, where SLURM did not bind it."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return min(cores, int(allocated)) if allocated.isdigit() and int(allocated) > 0 else cores
+
+
+def cpu_threads_per_process() -> int:
+    """Launchers set OMP_NUM_THREADS=1; a job instead splits the CPUs it may use between the
+    processes on this machine."""
+    cores = usable_cpus()
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
     return max(1, cores // max(1, local_world))
 
@@ -128,11 +136,9 @@ class Processes:
         return self.acc.unwrap_model(model)
 
 
-def start_processes(mixed_precision: str, grad_accum_steps: int, global_batch: int,
-                    hang_timeout_s: float = 600.0) -> Processes:
-    """Join the job's process group and check that the global batch splits evenly over it. Joining
-    may take minutes (a slow node, a restart after a crash); once joined, a collective that waits
-    longer than hang_timeout_s means a peer is dead or hung."""
+def start_processes(mixed_precision: str, grad_accum_steps: int, hang_timeout_s: float = 600.0) -> Processes:
+    """Join the job's process group. Joining may take minutes (a slow node, a restart after a
+    crash); once joined, a collective that waits longer than hang_timeout_s means a peer is dead or hung."""
     try:
         # every worker of a group is spawned after the launchers met, so joining takes seconds; a
         # join stuck this long (a peer that never came up) ends the attempt instead of waiting 10 min
@@ -143,9 +149,6 @@ def start_processes(mixed_precision: str, grad_accum_steps: int, global_batch: i
         raise PeerLost(f"could not connect to the other ranks ({str(exc).splitlines()[0][:160]}); ending this "
                        "attempt so the launcher restarts it") from None
     world = acc.num_processes
-    if global_batch % (world * grad_accum_steps):
-        raise ConfigError(f"train.batch_size ({global_batch}) must be divisible by processes x "
-                          f"train.grad_accum_steps ({world} x {grad_accum_steps})")
     from accelerate.utils import gather_object
 
     nodes = gather_object([node_name()]) if world > 1 else [node_name()]

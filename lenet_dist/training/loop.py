@@ -1,6 +1,5 @@
-"""The step/epoch loop: batches, optimizer steps, evaluation, checkpoints, stop requests.
-A Trainer of small methods (the pytorch/examples DDP shape): `run` → `_run_epoch` → `_run_batch`.
-Every rank runs the same sequence; only the main process writes (checkpointer, tracker, summary)."""
+"""The step/epoch loop: a Trainer of small methods (`run` → `_run_epoch` → `_run_batch`). Every rank
+runs the same sequence; only the main process writes (through outputs.RunOutputs)."""
 
 from __future__ import annotations
 
@@ -14,13 +13,14 @@ import torch.nn.functional as F
 from lenet_dist import PROCESS_START
 from lenet_dist.config import Config
 from lenet_dist.data.augment import batch_generator, random_affine
-from lenet_dist.data.tensors import epoch_order, rank_batch
+from lenet_dist.data.tensors import epoch_order, rank_batch, rank_span
 from lenet_dist.errors import DivergedError, UserError
 from lenet_dist.faults import crash_point
 from lenet_dist.records import EpochRecord, RunSummary
 from lenet_dist.tracking.console import ProgressReporter
 from lenet_dist.tracking.tracker import Tracker
 from lenet_dist.training import attempts
+from lenet_dist.training.batching import micro_batch_weight
 from lenet_dist.training.checkpointing import Checkpointer, Restored
 from lenet_dist.training.data import TrainingData
 from lenet_dist.training.distributed import Processes, close_distributed
@@ -112,21 +112,21 @@ class TrainLoop:
         self._add_train_time()
 
     def _run_batch(self, order: torch.Tensor, epoch: int, step: int) -> torch.Tensor:
-        cfg, procs = self.cfg.train, self.procs
+        cfg, procs, accum = self.cfg.train, self.procs, self.cfg.train.grad_accum_steps
         idx = rank_batch(order, step, cfg.batch_size, procs.rank, procs.world)
         x, y = self.data.train.images[idx], self.data.train.labels[idx]
         if self.cfg.augment.enabled:
             x = random_affine(x, self.cfg.augment, batch_generator(procs.device, cfg.seed, epoch, step),
-                              rank=procs.rank, world=procs.world)
+                              start=rank_span(cfg.batch_size, procs.rank, procs.world)[0], total=cfg.batch_size)
         if not self.data.train.normalized:
             x = self.data.spec.normalization.apply(x)
         x = x.contiguous(memory_format=self.memory_format)
         total = torch.zeros((), device=procs.device)
-        for x_micro, y_micro in zip(x.chunk(cfg.grad_accum_steps), y.chunk(cfg.grad_accum_steps), strict=True):
+        for x_micro, y_micro in zip(x.tensor_split(accum), y.tensor_split(accum), strict=True):
             with procs.acc.accumulate(self.model):  # no gradient all-reduce until the last micro-batch
                 loss = F.cross_entropy(self.model(x_micro).float(), y_micro, label_smoothing=cfg.label_smoothing)
-                procs.acc.backward(loss)  # divides by grad_accum_steps
-            total += loss.detach() / cfg.grad_accum_steps
+                procs.acc.backward(loss * micro_batch_weight(len(y_micro), procs.world, accum, cfg.batch_size))
+            total += loss.detach() / accum
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.scheduler is not None:

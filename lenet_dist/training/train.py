@@ -22,9 +22,17 @@ from lenet_dist.model import LeNet5
 from lenet_dist.records import RunSummary
 from lenet_dist.tracking.tracker import Tracker
 from lenet_dist.training import attempts, cpu_speedups
+from lenet_dist.training.batching import for_world
 from lenet_dist.training.checkpointing import Checkpointer, Restored, latest_valid, restore_training_state
 from lenet_dist.training.data import TrainingData, load_data
-from lenet_dist.training.distributed import Processes, elastic_restart, node_name, start_processes
+from lenet_dist.training.distributed import (
+    Processes,
+    elastic_restart,
+    env_world_size,
+    node_name,
+    start_processes,
+    usable_cpus,
+)
 from lenet_dist.training.exit_watch import stuck_local_peers
 from lenet_dist.training.loop import TrainLoop
 from lenet_dist.training.optim import build_optimizer, build_scheduler
@@ -39,8 +47,9 @@ def train(cfg: Config, resume: str | None = None) -> RunSummary:
     """Run the training job; return the summary (also written to <run_dir>/summary.json)."""
     timeline = Timeline()
     timeline.mark("imports")
-    procs = start_processes(cfg.train.mixed_precision, cfg.train.grad_accum_steps, cfg.train.batch_size,
-                            cfg.checkpoint.hang_timeout_s)
+    for_world(cfg, env_world_size())  # a batch no split can serve fails before joining the group
+    procs = start_processes(cfg.train.mixed_precision, cfg.train.grad_accum_steps, cfg.checkpoint.hang_timeout_s)
+    cfg = for_world(cfg, procs.world)
     if elastic_restart() and resume != "auto":  # the launcher restarted us after a crash: continue the run
         resume = "auto"
     timeline.mark("process_group")
@@ -64,8 +73,9 @@ def train(cfg: Config, resume: str | None = None) -> RunSummary:
         tracker = Tracker(run_dir if procs.is_main else None, cfg.tracking, run_name=run_dir.name,
                           config=run_config(cfg, procs), run_id=start.tracking_run_id)
         if procs.is_main:
-            log.info("run %s: %s, %d process(es) on %s, precision %s, W&B %s", run_dir, data.spec.name, procs.world,
-                     procs.device.type, procs.acc.mixed_precision, tracker.mode)
+            log.info("run %s: %s, %d process(es) on %s, precision %s, W&B %s, %d torch thread(s) per process of "
+                     "%d CPU(s) usable", run_dir, data.spec.name, procs.world, procs.device.type,
+                     procs.acc.mixed_precision, tracker.mode, torch.get_num_threads(), usable_cpus())
         timeline.mark("run_setup")  # run dir, resume, accelerate prepare, tracker
         loop = TrainLoop(cfg, procs, data, run_dir, model, optimizer, scheduler, checkpointer, tracker, start,
                          attempt, timeline)

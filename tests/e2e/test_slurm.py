@@ -140,6 +140,27 @@ def test_preempted_job_checkpoints_requeues_itself_and_resumes(cluster, mnist_di
     _wait(lambda: "JobState=COMPLETED" in _job_state(cluster, job), 60, "COMPLETED")
 
 
+def test_usr1_to_every_process_of_a_two_node_step_is_survived_by_the_launcher(cluster, mnist_dir: Path,
+                                                                             tmp_path: Path):
+    """`scancel --signal=USR1 --full` reaches the launchers too; with a slow file system (every save
+    takes 4 s longer) a launcher that died of it would tear the step down mid-checkpoint."""
+    env = {**cluster, "LENET_DIST_FAULT": "slow-save:4"}
+    done = sbatch(env, "--job-name=t-usr1", "--nodes=2", "slurm/train.sh", "--data-dir", mnist_dir, "--output-dir",
+                  tmp_path, "--set", "data.train_subset=12800", "--epochs", "1", "--tracking", "disabled",
+                  "--set", "train.log_every_steps=5", "--set", "checkpoint.every_epoch=false", wait=False)
+    job = done.stdout.strip()
+    run = tmp_path / f"t-usr1-{job}"
+    _wait(lambda: _last_step(run / "metrics.jsonl") >= 20, 180, "20 training steps")
+    subprocess.run(["scancel", "--full", "--signal=USR1", job], env=cluster, check=True)
+    _wait(lambda: re.search(r"Restarts=[1-9]", _job_state(cluster, job)), 120, "the job to requeue itself")
+    _scontrol(cluster, "update", f"JobId={job}", "StartTime=now", check=False)
+    _wait(lambda: "JobState=COMPLETED" in _job_state(cluster, job), 300, "COMPLETED")
+    log = log_of("t-usr1", job)
+    assert "job step ended with exit code 75, run status 'stopped'" in log, log
+    final = read_summary(run)
+    assert final["status"] == "completed" and final["resumed"] and final["global_step"] == 12800 // 128
+
+
 def test_scancel_ends_the_job_checkpointed_and_resubmitting_the_run_name_resumes(cluster, mnist_dir: Path,
                                                                                  tmp_path: Path):
     args = ["--data-dir", mnist_dir, "--output-dir", tmp_path, "--set", "data.train_subset=20000", "--epochs", "2",

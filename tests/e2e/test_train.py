@@ -122,3 +122,20 @@ def test_evaluation_never_augments(mnist_dir: Path, tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     again = run_cli("evaluate", tmp_path / "a" / "model", "--data-dir", mnist_dir, "--json", cwd=tmp_path)
     assert json.loads(again.stdout)["accuracy"] == read_summary(tmp_path / "a")["test_accuracy"]
+
+
+def test_three_processes_share_an_uneven_batch_and_train_the_one_process_weights(mnist_dir: Path, tmp_path: Path):
+    """128 images over 3 ranks (43, 43, 42), with gradient accumulation on top (micro-batches of 22
+    and 21): the loss weights make each update the one-process update on the same global batch."""
+    from safetensors.torch import load_file
+
+    common = ["train", "--data-dir", mnist_dir, "--output-dir", tmp_path, "--set", "data.train_subset=1280",
+              "--set", "data.test_subset=500", "--epochs", "1", "--tracking", "disabled",
+              "--set", "train.grad_accum_steps=2"]
+    one = run_cli(*common, "--run-name", "one", cwd=tmp_path)
+    three = launch(3, *common, "--run-name", "three", cwd=tmp_path)
+    assert one.returncode == 0 and three.returncode == 0, three.stderr[-3000:]
+    assert read_summary(tmp_path / "three")["global_step"] == read_summary(tmp_path / "one")["global_step"] == 10
+    a, b = (load_file(tmp_path / run / "model" / "model.safetensors") for run in ("one", "three"))
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-5, rtol=1e-4), (name, (a[name] - b[name]).abs().max())

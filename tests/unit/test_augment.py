@@ -44,6 +44,6 @@ def test_draws_depend_on_position_only_and_split_across_ranks(mnist_dir: Path):
     whole = random_affine(x, cfg, batch_generator(CPU, 3, 1, 7))
     assert torch.equal(whole, random_affine(x, cfg, batch_generator(CPU, 3, 1, 7)))
     assert not torch.equal(whole, random_affine(x, cfg, batch_generator(CPU, 3, 1, 8)))
-    halves = [random_affine(x[r * 32:(r + 1) * 32], cfg, batch_generator(CPU, 3, 1, 7), rank=r, world=2)
+    halves = [random_affine(x[r * 32:(r + 1) * 32], cfg, batch_generator(CPU, 3, 1, 7), start=r * 32, total=64)
               for r in range(2)]
     assert torch.allclose(torch.cat(halves), whole, atol=1e-6), "the same images whatever the world size"

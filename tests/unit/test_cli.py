@@ -105,3 +105,10 @@ def test_a_run_directory_stands_for_its_final_model_and_an_unfinished_one_names_
     step = save_training_checkpoint(unfinished, 10)
     result = invoke("checkpoint", "info", unfinished)
     assert result.exit_code == 4 and f"e.g. {step}" in one_error_line(result)
+
+
+def test_dry_run_checks_the_batch_for_the_world_size_it_is_given(tmp_path: Path):
+    ok = invoke("train", "--output-dir", tmp_path, "--run-name", "x", "--dry-run", "--world-size", "3")
+    assert ok.exit_code == 0, ok.output
+    bad = invoke("train", "--output-dir", tmp_path, "--batch-size", "64", "--dry-run", "--world-size", "65")
+    assert bad.exit_code == 2 and "smaller than processes" in one_error_line(bad)

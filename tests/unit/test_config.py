@@ -42,9 +42,24 @@ def test_bad_values_are_rejected_naming_the_key(override, named):
         load_config(None, [override])
 
 
-def test_grad_accumulation_must_divide_the_batch():
-    with pytest.raises(ConfigError, match="grad_accum_steps"):
-        load_config(None, ["train.batch_size=100", "train.grad_accum_steps=3"])
+def test_any_world_size_takes_the_batch_unless_a_micro_batch_would_be_empty():
+    from lenet_dist.training.batching import for_world
+
+    cfg = load_config(None, ["train.batch_size=100", "train.grad_accum_steps=3"])
+    for world in (1, 3, 7, 12, 24, 33):
+        assert for_world(cfg, world).train.batch_size == 100
+    with pytest.raises(ConfigError, match=r"smaller than processes x train.grad_accum_steps \(34 x 3\)"):
+        for_world(cfg, 34)
+
+
+def test_a_per_process_batch_grows_with_the_processes_and_scales_the_lr_by_the_stated_rule():
+    from lenet_dist.training.batching import for_world
+
+    base = ["train.batch_size=128", "train.batch_size_per_process=32", "optim.lr=0.001"]
+    adam = for_world(load_config(None, base), 16)
+    assert adam.train.batch_size == 512 and adam.optim.lr == pytest.approx(0.002)  # sqrt(512 / 128) = 2
+    sgd = for_world(load_config(None, [*base, "optim.lr_scaling=linear"]), 16)
+    assert sgd.train.batch_size == 512 and sgd.optim.lr == pytest.approx(0.004)
 
 
 def test_cli_config_errors_are_one_line_with_exit_2(tmp_path: Path):

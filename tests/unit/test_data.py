@@ -32,10 +32,11 @@ def test_a_split_normalised_once_holds_the_inputs_the_step_would_compute(mnist_d
 
 def test_rank_shards_are_disjoint_and_form_the_global_batch():
     order = epoch_order(1000, seed=3, epoch=2)
-    for world in (1, 2, 4):
+    for world in (1, 2, 3, 4, 5, 12, 64):
         for step in range(steps_per_epoch(1000, 64)):
             parts = [rank_batch(order, step, 64, r, world) for r in range(world)]
             assert torch.equal(torch.cat(parts), order[step * 64:(step + 1) * 64])
+            assert max(map(len, parts)) - min(map(len, parts)) <= 1, "as even as can be"
 
 
 def test_epoch_order_depends_on_seed_and_epoch_only():
