@@ -124,6 +124,9 @@ while :; do
   export LENET_PORT=$((PORT + RESTART))   # a fresh rendezvous port for each attempt
   run_step
   STATUS=$(python -m lenet_dist runs status "$RUN_DIR" 2>/dev/null || true)
+  # a clean stop on one node ends its task 75 and srun terminates the other nodes' tasks (143)
+  # once every rank has saved: the step as a whole stopped cleanly
+  [ "$STATUS" = "stopped" ] && RC=$EXIT_RESUMABLE
   if [ -e "$RUN_DIR/.requeue" ]; then REQUEUE=1; STOPPING=1; rm -f "$RUN_DIR/.requeue"; fi
   case "$RC" in 0|2|3|4|6|70|74) break ;; esac
   # under accelerate launch every failure is exit 1: the run's summary says which were deterministic

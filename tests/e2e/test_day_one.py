@@ -1,6 +1,7 @@
 """What a cluster user hits on day one, on real processes: read-only shared data, one writer per run,
 divergence, a full disk, unreadable files, one-line user errors, SIGHUP, empty paths, pipes."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -96,12 +97,20 @@ def test_5_a_diverged_run_fails_and_never_becomes_the_default_model(small_run: P
     assert "good" in predicted.stderr.splitlines()[0], predicted.stderr
 
 
-def test_6_a_full_disk_is_one_line_and_the_run_stays_resumable(mnist_dir: Path, tmp_path: Path):
+@contextlib.contextmanager
+def _small_disk(where: Path, size: str):
+    """A real file system of `size` (tmpfs), mounted at `where` while the block runs."""
     _needs_root("a size-limited tmpfs")
-    out = tmp_path / "small-disk"
-    out.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", out], check=True)
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", where], check=True)
     try:
+        yield where
+    finally:
+        subprocess.run(["umount", where], check=True)
+
+
+def test_6_a_full_disk_is_one_line_and_the_run_stays_resumable(mnist_dir: Path, tmp_path: Path):
+    with _small_disk(tmp_path / "small-disk", "2m") as out:
         proc = run_cli("train", "--data-dir", mnist_dir, "--output-dir", out, "--run-name", "r", *QUICK,
                        "--set", "checkpoint.every_steps=3", "--set", "checkpoint.keep_last=5", cwd=tmp_path)
         assert proc.returncode == EXIT_NO_SPACE, proc.stderr
@@ -110,8 +119,6 @@ def test_6_a_full_disk_is_one_line_and_the_run_stays_resumable(mnist_dir: Path, 
         kept = list_training_checkpoints(out / "r")
         assert kept and not [p for p in (out / "r" / "checkpoints").iterdir() if p.name.startswith(".")]
         shutil.copytree(out / "r", tmp_path / "big" / "r")
-    finally:
-        subprocess.run(["umount", out], check=True)
     resumed = run_cli("train", "--data-dir", mnist_dir, "--output-dir", tmp_path / "big", "--run-name", "r", *QUICK,
                       "--set", "checkpoint.every_steps=3", "--set", "checkpoint.keep_last=5", "--resume", "auto",
                       cwd=tmp_path)
@@ -121,11 +128,7 @@ def test_6_a_full_disk_is_one_line_and_the_run_stays_resumable(mnist_dir: Path, 
 def test_6_a_disk_that_fills_while_the_report_is_drawn_is_exit_74_and_the_summary_never_says_completed(
         mnist_dir: Path, tmp_path: Path):
     """The disk fills for real (a small tmpfs, filled at that moment) after the model is saved."""
-    _needs_root("a size-limited tmpfs")
-    out = tmp_path / "disk"
-    out.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", out], check=True)
-    try:
+    with _small_disk(tmp_path / "disk", "8m") as out:
         proc = run_cli("train", "--data-dir", mnist_dir, "--output-dir", out, "--run-name", "r", *QUICK,
                        cwd=tmp_path, env=cli_env(LENET_DIST_FAULT="fill-disk:report"))
         assert proc.returncode == EXIT_NO_SPACE, proc.stderr[-2000:]
@@ -137,8 +140,6 @@ def test_6_a_disk_that_fills_while_the_report_is_drawn_is_exit_74_and_the_summar
         assert (out / "r" / "model" / "model.safetensors").is_file(), "the model was saved before the report"
         (out / "r" / ".fill").unlink()
         assert run_cli("report", out / "r", cwd=tmp_path).returncode == 0 and (out / "r" / "report.png").is_file()
-    finally:
-        subprocess.run(["umount", out], check=True)
 
 
 def test_7_an_unreadable_data_file_is_exit_3_with_one_line(mnist_dir: Path):

@@ -196,6 +196,28 @@ def test_user_error_fails_fast_with_one_line_and_is_not_requeued(cluster, tmp_pa
     assert "Restarts=0" in state and "JobState=FAILED" in state
 
 
+def test_a_batch_the_job_s_processes_cannot_share_fails_in_the_dry_run_before_srun(cluster, tmp_path: Path):
+    """The world size (2 nodes x 2 CPU processes) is known before srun: a global batch of 3 leaves a
+    rank without an image."""
+    env = {**cluster, "LENET_CPU_PROCS_PER_NODE": "2"}
+    done = sbatch(env, "--job-name=t-world", "--nodes=2", "slurm/train.sh", "--output-dir", tmp_path,
+                  "--batch-size", "3")
+    job = done.stdout.strip()
+    log = log_of("t-world", job)
+    assert done.returncode == 2, log
+    assert "train.batch_size (3) is smaller than processes x train.grad_accum_steps (4 x 1)" in log
+    assert "node(s) x" not in log.split("error:")[1], "nothing ran after the dry run"
+
+
+def test_each_rank_uses_the_cpus_slurm_gave_its_task_and_says_so(cluster, mnist_dir: Path, tmp_path: Path):
+    done = sbatch(cluster, "--job-name=t-cpus", "--cpus-per-task=1", "slurm/train.sh", "--data-dir", mnist_dir,
+                  "--output-dir", tmp_path, *SMALL)
+    job = done.stdout.strip()
+    log = log_of("t-cpus", job)
+    assert done.returncode == 0, log
+    assert "1 CPU(s) per node" in log and "1 torch thread(s) per process of 1 CPU(s) usable" in log, log
+
+
 def test_array_sweep_produces_a_run_per_line_and_a_comparison(cluster, mnist_dir: Path, tmp_path: Path):
     sweep = tmp_path / "tiny.txt"
     sweep.write_text("# two learning rates\n--set optim.lr=0.001\n\n--set optim.lr=0.004\n")
