@@ -145,7 +145,7 @@ def _remove_rows(strength: np.ndarray, faint: np.ndarray, rows: np.ndarray) -> N
         y0, y1 = max(0, y0 - 1), min(h - 1, y1 + 1)
         above, below = max(0, y0 - 1), min(h - 1, y1 + 1)
         # ink along or across a line is what is clearly darker than the line itself: faint pencil
-        # written on a line stays (1.6x / +0.2 removed the top bar of a pencil 5 on a ruled line)
+        # written on a line stays (a stricter bound removed the top bar of a pencil 5 on a ruled line)
         line = float(np.median(strength[band[0]:band[-1] + 1].max(0)))
         dark = max(1.25 * line, line + LINE_MARGIN)
         keep = strength[y0:y1 + 1] > dark
