@@ -24,8 +24,7 @@ def slurm_info() -> dict[str, str]:
 
 
 def local_cuda_device():
-    """This rank's GPU, made the current device (before anything asks CUDA about a device, so each
-    rank opens its context on its own GPU, not GPU 0)."""
+    """This rank's GPU, made current before CUDA is asked anything (each rank's context on its own GPU)."""
     import torch
 
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % max(1, torch.cuda.device_count()))
@@ -131,6 +130,10 @@ class Processes:
 
     def wait_for_everyone(self) -> None:
         self.acc.wait_for_everyone()
+
+    def release_models(self) -> None:
+        """Drop accelerate's references to the prepared model and optimizer, and collect them."""
+        self.acc.free_memory()
 
     def unwrap(self, model):
         return self.acc.unwrap_model(model)

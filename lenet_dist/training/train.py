@@ -80,6 +80,10 @@ def train(cfg: Config, resume: str | None = None) -> RunSummary:
         loop = TrainLoop(cfg, procs, data, run_dir, model, optimizer, scheduler, checkpointer, tracker, start,
                          attempt, timeline)
         summary = loop.run()
+    # the DDP model holds the process group: freed now, while the interpreter is whole, its gloo
+    # threads are joined cleanly; left to interpreter shutdown they can abort a finished worker
+    del loop, model, optimizer
+    procs.release_models()
     crash_point("hang-when-finished")
     if stuck := stuck_local_peers(cfg.checkpoint.hang_timeout_s):  # see exit_watch: not 0 while one is stuck
         raise PeerLost(f"rank {procs.rank} on {node_name()}: the run finished, but worker(s) {stuck} beside it have "

@@ -125,6 +125,8 @@ def test_a_deterministic_failure_ends_the_launch_at_its_first_attempt(mnist_dir:
     assert "training diverged" in proc.stderr
     assert [r.attempt for r in attempts.read(tmp_path / "bad") if isinstance(r, AttemptStart)] == [1], \
         "restarted attempts train nothing"
-    assert proc.stderr.count("an earlier attempt of this launch ended so; not retried") == 2 * 3, proc.stderr[-3000:]
+    # each of the 3 restarts ends at once; the launcher may SIGTERM one rank before it prints its line
+    assert 3 <= proc.stderr.count("an earlier attempt of this launch ended so; not retried") <= 2 * 3, \
+        proc.stderr[-3000:]
     config_error = launch(2, "train", "--set", "optim.lr=-1", cwd=tmp_path, launcher_args=RESTARTS)
-    assert config_error.returncode == 1 and config_error.stderr.count("not retried") == 2 * 3
+    assert config_error.returncode == 1 and 3 <= config_error.stderr.count("not retried") <= 2 * 3
