@@ -75,7 +75,6 @@ def _decode(data: bytes, limits: Limits, budget: PixelBudget) -> tuple[object, s
         return None, f"could not process the image ({type(exc).__name__})"
 
 
-
 class _FileTooLarge(MultiPartException):
     pass
 

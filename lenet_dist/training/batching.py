@@ -40,9 +40,7 @@ def for_world(cfg: Config, world: int) -> Config:
     return cfg
 
 
-def micro_batch_weight(micro: int, world: int, accum_steps: int, global_batch: int) -> float | int:
+def micro_batch_weight(micro: int, world: int, accum_steps: int, global_batch: int) -> float:
     """What a micro-batch's mean loss is multiplied by so that the averaged update is the global
-    batch's mean. Exactly the integer 1 when every micro-batch has global_batch / (world x
-    accum_steps) images: autograd's mul by 1 keeps every bit."""
-    weight = micro * world * accum_steps / global_batch
-    return 1 if weight == 1.0 else weight
+    batch's mean: exactly 1.0 when every micro-batch has global_batch / (world x accum_steps) images."""
+    return micro * world * accum_steps / global_batch

@@ -44,6 +44,7 @@ class TrainLoop:
         self.out = RunOutputs(cfg, procs, data, run_dir, checkpointer, tracker, self.reporter,
                               timeline or Timeline(), attempt, start.checkpoint)
         self.timeline, self._clock, self._last_save = self.out.timeline, time.perf_counter(), time.monotonic()
+        self._span_start = rank_span(cfg.train.batch_size, procs.rank, procs.world)[0]  # where this rank's images start
 
     def run(self) -> RunSummary:
         stop = StopRequest(self.cfg.checkpoint.stop_signals, self.run_dir / "STOP")
@@ -117,7 +118,7 @@ class TrainLoop:
         x, y = self.data.train.images[idx], self.data.train.labels[idx]
         if self.cfg.augment.enabled:
             x = random_affine(x, self.cfg.augment, batch_generator(procs.device, cfg.seed, epoch, step),
-                              start=rank_span(cfg.batch_size, procs.rank, procs.world)[0], total=cfg.batch_size)
+                              start=self._span_start, total=cfg.batch_size)
         if not self.data.train.normalized:
             x = self.data.spec.normalization.apply(x)
         x = x.contiguous(memory_format=self.memory_format)
@@ -125,7 +126,8 @@ class TrainLoop:
         for x_micro, y_micro in zip(x.tensor_split(accum), y.tensor_split(accum), strict=True):
             with procs.acc.accumulate(self.model):  # no gradient all-reduce until the last micro-batch
                 loss = F.cross_entropy(self.model(x_micro).float(), y_micro, label_smoothing=cfg.label_smoothing)
-                procs.acc.backward(loss * micro_batch_weight(len(y_micro), procs.world, accum, cfg.batch_size))
+                weight = micro_batch_weight(len(y_micro), procs.world, accum, cfg.batch_size)
+                procs.acc.backward(loss if weight == 1 else loss * weight)  # no extra op for an even split
             total += loss.detach() / accum
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -146,8 +148,7 @@ class TrainLoop:
                           "images_per_second": steps * self.cfg.train.batch_size / seconds}, self.progress.global_step)
 
     def _flush(self, window: LossWindow) -> float:
-        """Sum of the window's per-step losses (mean over ranks), added to the epoch's; a sync.
-        Flushed before every checkpoint, so a diverged model is never saved."""
+        """The window's summed losses (mean over ranks), added to the epoch's; a sync, before every save."""
         total = float(self.procs.reduce_mean(window.loss))
         self._check_finite(total, "training loss")
         self.progress.epoch_loss_sum += total
@@ -201,8 +202,7 @@ class TrainLoop:
             raise self.out.diverged(self.progress, self.history, what, value)
 
     def _evaluate_resumed_end(self) -> EvalResult:
-        """Resumed from the last step's checkpoint: no epoch ran here, so evaluate the model once and
-        log it as the last epoch's result, which this run's metrics.jsonl (and report) needs."""
+        """Resumed at the last step: evaluate once and log it as the last epoch's result (for metrics.jsonl)."""
         result = self._evaluate()
         if self.history:
             self.tracker.log(eval_line(self.history[-1], result), self.progress.global_step,
