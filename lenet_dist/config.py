@@ -37,6 +37,9 @@ class DataConfig(_Section):
     data_dir: Path = Field(Path("data"), description="where raw IDX files are fetched to and read from")
     train_subset: int | None = Field(None, gt=0, description="use only the first N training images")
     test_subset: int | None = Field(None, gt=0, description="evaluate on only the first N test images")
+    validation_size: int = Field(0, ge=0, description="evaluate on N held-out training images, never the test set")
+    extra_folder: Path | None = Field(None, description="also train on FOLDER/<class>/*.png, read as predict reads")
+    extra_repeat: int = Field(1, gt=0, description="times each extra_folder image appears per epoch")
 
 
 class AugmentConfig(_Section):
@@ -44,9 +47,10 @@ class AugmentConfig(_Section):
     degrees: float = Field(5.0, ge=0, le=180, description="max rotation, degrees")
     translate: float = Field(0.06, ge=0, le=0.5, description="max shift, fraction of the image size")
     scale: float = Field(0.06, ge=0, lt=1, description="max relative zoom in or out")
-    stroke: float = Field(0.5, ge=0, le=1, description="max blend towards thicker or thinner strokes (3x3 "
-                          "max/min filter): pens and photos differ from MNIST's")
+    stroke: float = Field(0.5, ge=0, le=1, description="max blend towards thicker or thinner strokes")
     contrast: float = Field(0.4, ge=0, lt=1, description="max change of the ink's gamma: faint pencil, heavy ink")
+    mirror: bool | Literal["auto"] = Field(False, description="auto: where every class survives a mirror")
+    erase: float = Field(0.0, ge=0, le=1, description="probability of blanking one random rectangle")
 
 
 class OptimConfig(_Section):
@@ -54,8 +58,7 @@ class OptimConfig(_Section):
     lr: float = Field(3e-3, gt=0, description="peak learning rate")
     weight_decay: float = Field(5e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
-    lr_scaling: Literal["sqrt", "linear"] = Field("sqrt", description="with train.batch_size_per_process: lr x "
-                                                  "(global batch / train.batch_size), or its square root")
+    lr_scaling: Literal["sqrt", "linear"] = Field("sqrt", description="lr x global/batch_size, or its root")
 
 
 class ScheduleConfig(_Section):
@@ -80,6 +83,8 @@ class TrainConfig(_Section):
     channels_last: bool = Field(True, description="NHWC memory layout; faster convolutions on CPU and GPU")
     cpu_speedups: bool = Field(False, description="opt-in CPU-only kernels (training/cpu_speedups.py); "
                                "nothing on CUDA")
+    init_from: Path | None = Field(None, description="start from this model checkpoint's (or run's) weights: "
+                                   "fine-tuning; the optimizer and schedule start fresh")
 
 
 class CheckpointConfig(_Section):
@@ -189,10 +194,14 @@ def _explain(err: ValidationError) -> str:
     return f"config key '{key}': {first['msg'].removeprefix('Value error, ')}{shown}"
 
 
-def load_config(path: Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read YAML (none: the defaults defined here, which configs/default.yaml mirrors), apply
-    'a.b=value' overrides, validate."""
+def load_config(path: Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                values: dict[str, Any] | None = None) -> Config:
+    """Read YAML (none: the defaults defined here, which configs/default.yaml mirrors), set the
+    dotted `values` as they are (no YAML parsing: a path stays a string), apply 'a.b=value'
+    overrides, validate."""
     tree = _read_yaml(path) if path is not None else {}
+    for key, value in (values or {}).items():
+        _set_dotted(tree, key, value)
     for text in overrides:
         _set_dotted(tree, *parse_override(text))
     try:

@@ -45,6 +45,12 @@ class CheckpointError(UserError):
     exit_code = EXIT_CHECKPOINT
 
 
+class UnreadableInputs(UserError):
+    """Some of the user's images could not be read; nothing was done with the rest."""
+
+    exit_code = EXIT_PARTIAL
+
+
 class DivergedError(UserError):
     exit_code = EXIT_DIVERGED
 

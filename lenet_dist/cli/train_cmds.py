@@ -44,13 +44,13 @@ def train(
                                                          "(job scripts pass the job's)")] = None,
 ) -> None:
     """Train LeNet5; works alone, under `accelerate launch`, torchrun and srun."""
-    with _deterministic_failures_end_the_launch():
+    with deterministic_failures_end_the_launch():
         _train(config, epochs, batch_size, lr, seed, output_dir, run_name, data_dir, dataset, tracking, resume, set_,
                dry_run, default_run_name, fetch_data, world_size)
 
 
 @contextmanager
-def _deterministic_failures_end_the_launch():
+def deterministic_failures_end_the_launch():
     """Under torchrun's elastic agent: a restarted attempt exits at once with the code of a failure
     that restarting cannot fix (training/failure_record.py)."""
     from lenet_dist.training import failure_record

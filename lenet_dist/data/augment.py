@@ -19,6 +19,46 @@ def batch_generator(device: torch.device, seed: int, epoch: int, step: int) -> t
     return torch.Generator(device=device).manual_seed(key % (2**63))
 
 
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator, start: int = 0,
+                  total: int | None = None, mirror_safe: bool = False) -> torch.Tensor:
+    """The random affine, then (each only when switched on, so the draws of a recipe without them
+    stay what they were) a left-right mirror of half the images and random erasing. mirror_safe:
+    the dataset's classes survive a mirror (what augment.mirror=auto asks)."""
+    total = x.shape[0] if total is None else total
+    x = random_affine(x, cfg, generator, start, total)
+    if cfg.mirror is True or (cfg.mirror == "auto" and mirror_safe):
+        x = _mirror(x, _draws(generator, x, start, total, 1)[:, 0])
+    if cfg.erase:
+        x = _erase(x, cfg.erase, _draws(generator, x, start, total, 5))
+    return x
+
+
+def _draws(generator: torch.Generator, x: torch.Tensor, start: int, total: int, k: int) -> torch.Tensor:
+    """k uniform draws in [0, 1) per image of the global batch; this rank's rows."""
+    return torch.rand(total, k, generator=generator, device=x.device, dtype=x.dtype)[start:start + x.shape[0]]
+
+
+def _mirror(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    return torch.where((u < 0.5).view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def _erase(x: torch.Tensor, p: float, u: torch.Tensor) -> torch.Tensor:
+    """With probability p, blank (to the background) a rectangle of 2-25% of the image with an
+    aspect ratio within 1/3..3, anywhere inside it."""
+    height, width = x.shape[-2:]
+    area = (0.02 + u[:, 1] * 0.23) * height * width
+    ratio = torch.exp((u[:, 2] * 2 - 1) * math.log(3.0))
+    h = (area * ratio).sqrt().clamp(1, height)
+    w = (area / ratio).sqrt().clamp(1, width)
+    top = (u[:, 3] * (height - h)).view(-1, 1, 1)
+    left = (u[:, 4] * (width - w)).view(-1, 1, 1)
+    rows = torch.arange(height, device=x.device, dtype=x.dtype).view(1, -1, 1)
+    cols = torch.arange(width, device=x.device, dtype=x.dtype).view(1, 1, -1)
+    inside = ((rows >= top) & (rows < top + h.view(-1, 1, 1)) & (cols >= left) & (cols < left + w.view(-1, 1, 1)))
+    blank = inside & (u[:, 0] < p).view(-1, 1, 1)
+    return x.masked_fill(blank.unsqueeze(1), 0.0)
+
+
 def random_affine(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator,
                   start: int = 0, total: int | None = None) -> torch.Tensor:
     """Rotate by up to ±degrees, zoom by up to ±scale, shift by up to ±translate of the size.

@@ -27,6 +27,7 @@ class DatasetSpec:
     classes: tuple[str, ...]
     normalization: Normalization
     files: dict[str, tuple[IdxFile, IdxFile]]  # split -> (images, labels)
+    mirror_safe: bool = False  # a left-right mirror keeps every class (a shoe stays a shoe; a 3 does not stay a 3)
 
     def all_files(self) -> list[IdxFile]:
         return [f for pair in self.files.values() for f in pair]
@@ -60,6 +61,7 @@ FASHION_MNIST = DatasetSpec(
     classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
              "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
     normalization=Normalization(mean=0.2860, std=0.3530),
+    mirror_safe=True,
     files={
         "train": (
             IdxFile("train-images-idx3-ubyte", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),

@@ -56,6 +56,12 @@ def _load_one(job: tuple[Path, str]) -> Loaded:
         return None, f"could not process the image ({type(exc).__name__}: {exc})"
 
 
+def load_in_this_process(files: list[Path], mode: str = "digit") -> list[Loaded]:
+    """As start_loading, without worker processes: for a process that must not fork (a training
+    rank, with its threads and process group)."""
+    return [_load_one((f, mode)) for f in files]
+
+
 def start_loading(files: list[Path], mode: str = "digit") -> Callable[[], list[Loaded]]:
     """Start decoding and preprocessing (per file) on every core; return a function that waits for
     the results, in the order of `files`. mode: digit (a photo of one digit), mnist (already in
@@ -63,7 +69,7 @@ def start_loading(files: list[Path], mode: str = "digit") -> Callable[[], list[L
     jobs = [(f, mode) for f in files]
     workers = min(len(os.sched_getaffinity(0)), 8)
     if workers < 2 or len(files) < 64:
-        return lambda: [_load_one(j) for j in jobs]
+        return lambda: load_in_this_process(files, mode)
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     pending = pool.map(_load_one, jobs, chunksize=32)
 

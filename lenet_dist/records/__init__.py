@@ -155,6 +155,9 @@ class RunSummary(Record):
     slurm: dict[str, str]
     attempts: list[AttemptSummary] = []  # every start of this run: where from, how it ended, failures seen
     stop_signal: str | None = None  # stopped runs only: what asked for the stop
+    # validation: the run held out data.validation_size training images and never read the test
+    # set, so every test_* field above is that validation split's figure
+    evaluated_on: Literal["test", "validation"] = "test"
     error: str | None = None  # failed runs only: the line the job ended with
     exit_code: int | None = None  # failed runs only
     started_at: float | None = None  # this attempt's process start (unix time): the benchmark's clock

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from lenet_dist import PROCESS_START
 from lenet_dist.config import Config
-from lenet_dist.data.augment import batch_generator, random_affine
+from lenet_dist.data.augment import augment_batch, batch_generator
 from lenet_dist.data.tensors import epoch_order, rank_batch, rank_span
 from lenet_dist.errors import DivergedError, UserError
 from lenet_dist.faults import crash_point
@@ -117,8 +117,8 @@ class TrainLoop:
         idx = rank_batch(order, step, cfg.batch_size, procs.rank, procs.world)
         x, y = self.data.train.images[idx], self.data.train.labels[idx]
         if self.cfg.augment.enabled:
-            x = random_affine(x, self.cfg.augment, batch_generator(procs.device, cfg.seed, epoch, step),
-                              start=self._span_start, total=cfg.batch_size)
+            x = augment_batch(x, self.cfg.augment, batch_generator(procs.device, cfg.seed, epoch, step),
+                              start=self._span_start, total=cfg.batch_size, mirror_safe=self.data.spec.mirror_safe)
         if not self.data.train.normalized:
             x = self.data.spec.normalization.apply(x)
         x = x.contiguous(memory_format=self.memory_format)

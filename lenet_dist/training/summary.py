@@ -44,7 +44,8 @@ def run_summary(cfg: Config, procs: Processes, run_dir: Path, dataset: str, prog
         resumed=resumed_from is not None, resumed_from=str(resumed_from) if resumed_from else None,
         restarts=p.restarts, history=history, checkpoint=str(run_dir / "model") if final else None,
         tracking=tracking, slurm=slurm_info(), attempts=attempts, stop_signal=stop_signal,
-        started_at=PROCESS_START, startup_seconds=startup)
+        started_at=PROCESS_START, startup_seconds=startup,
+        evaluated_on="validation" if cfg.data.validation_size else "test")
 
 
 def checkpoint_meta(spec: DatasetSpec, progress: Progress, *, steps_per_epoch: int, total_steps: int, world: int,

@@ -58,6 +58,8 @@ def train(cfg: Config, resume: str | None = None) -> RunSummary:
     with claimed_run_dir(cfg, procs, resume) as run_dir:
         torch.manual_seed(cfg.train.seed)
         model = LeNet5(1, len(data.spec.classes)).to(procs.device, memory_format=data.memory_format)
+        if cfg.train.init_from is not None:
+            start_from_weights(model, cfg.train.init_from, data.spec.classes)
         model = cpu_speedups.enable(model, cfg.train.cpu_speedups, procs.device)
         optimizer = build_optimizer(cfg, model)
         scheduler = build_scheduler(cfg, optimizer, data.total_steps)
@@ -76,6 +78,9 @@ def train(cfg: Config, resume: str | None = None) -> RunSummary:
             log.info("run %s: %s, %d process(es) on %s, precision %s, W&B %s, %d torch thread(s) per process of "
                      "%d CPU(s) usable", run_dir, data.spec.name, procs.world, procs.device.type,
                      procs.acc.mixed_precision, tracker.mode, torch.get_num_threads(), usable_cpus())
+            if data.held_out == "validation":
+                log.info("evaluating on a validation split of %d training images; the test set is not read",
+                         len(data.test))
         timeline.mark("run_setup")  # run dir, resume, accelerate prepare, tracker
         loop = TrainLoop(cfg, procs, data, run_dir, model, optimizer, scheduler, checkpointer, tracker, start,
                          attempt, timeline)
@@ -137,3 +142,15 @@ def restore(run_dir: Path, resume: str | None, model: LeNet5, optimizer, schedul
         log.info("resume: continuing %s from %s (epoch %d, step %d of %d)", run_dir.name, ckpt,
                  start.progress.epoch + 1, start.progress.step_in_epoch, data.steps_per_epoch)
     return start
+
+
+def start_from_weights(model: LeNet5, path: Path, classes: tuple[str, ...]) -> None:
+    """Fine-tuning: the weights of a trained model of the same classes (a resume loads over them)."""
+    from lenet_dist.checkpoint import load_model
+    from lenet_dist.errors import ConfigError
+
+    trained, meta = load_model(path)
+    if tuple(meta.classes) != classes:
+        raise ConfigError(f"train.init_from: {path} was trained on {meta.dataset}, whose classes differ from "
+                          "this run's dataset; fine-tune on the dataset it was trained on")
+    model.load_state_dict(trained.state_dict())

@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 
 from lenet_dist.config import AugmentConfig
-from lenet_dist.data.augment import batch_generator, random_affine
+from lenet_dist.data.augment import augment_batch, batch_generator, random_affine
 from lenet_dist.data.datasets import MNIST
 from lenet_dist.data.tensors import load_split
 
@@ -47,3 +47,32 @@ def test_draws_depend_on_position_only_and_split_across_ranks(mnist_dir: Path):
     halves = [random_affine(x[r * 32:(r + 1) * 32], cfg, batch_generator(CPU, 3, 1, 7), start=r * 32, total=64)
               for r in range(2)]
     assert torch.allclose(torch.cat(halves), whole, atol=1e-6), "the same images whatever the world size"
+
+
+def test_mirror_and_erase_are_off_by_default_and_leave_the_default_draws_as_they_were():
+    x = torch.rand(16, 1, 28, 28)
+    cfg = AugmentConfig()
+    assert torch.equal(augment_batch(x, cfg, batch_generator(CPU, 0, 0, 0), mirror_safe=True),
+                       random_affine(x, cfg, batch_generator(CPU, 0, 0, 0)))
+
+
+def test_mirror_auto_flips_only_where_the_dataset_allows_it():
+    x = torch.rand(64, 1, 28, 28)
+    still = AugmentConfig(degrees=0, translate=0, scale=0, stroke=0, contrast=0, mirror="auto")
+    digits = augment_batch(x, still, batch_generator(CPU, 0, 0, 0), mirror_safe=False)
+    clothes = augment_batch(x, still, batch_generator(CPU, 0, 0, 0), mirror_safe=True)
+    assert torch.allclose(digits, x, atol=1e-5)
+    flipped = [torch.allclose(c, o.flip(-1), atol=1e-5) for c, o in zip(clothes, x, strict=True)]
+    kept = [torch.allclose(c, o, atol=1e-5) for c, o in zip(clothes, x, strict=True)]
+    assert all(f or k for f, k in zip(flipped, kept, strict=True)) and 16 < sum(flipped) < 48
+
+
+def test_erasing_blanks_one_rectangle_and_is_the_same_split_over_ranks():
+    x = torch.ones(64, 1, 28, 28)
+    cfg = AugmentConfig(degrees=0, translate=0, scale=0, stroke=0, contrast=0, erase=1.0)
+    whole = augment_batch(x, cfg, batch_generator(CPU, 1, 2, 3))
+    blanked = (whole == 0).flatten(1).float().mean(1)
+    assert ((blanked >= 0.015) & (blanked <= 0.3)).all(), "2-25% of each image, rounded to pixels"
+    halves = [augment_batch(x[r * 32:(r + 1) * 32], cfg, batch_generator(CPU, 1, 2, 3), start=r * 32, total=64)
+              for r in range(2)]
+    assert torch.equal(torch.cat(halves), whole)

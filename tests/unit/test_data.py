@@ -113,3 +113,19 @@ def test_a_file_system_without_flock_falls_back_to_a_lock_file(tmp_path: Path, m
     held.release()
     assert not locks.soft_path(tmp_path / ".lock").exists()
     locks.acquire(tmp_path / ".lock", timeout=0).release()
+
+
+def test_the_validation_split_is_carved_from_training_the_same_for_every_seed(mnist_dir: Path):
+    from lenet_dist.errors import ConfigError
+    from lenet_dist.training.data import carve_validation
+
+    train = load_split(MNIST, mnist_dir, "train", 3000)
+    rest, val = carve_validation(train, 500)
+    again_rest, again_val = carve_validation(load_split(MNIST, mnist_dir, "train", 3000), 500)
+    assert (len(rest), len(val)) == (2500, 500) and torch.equal(val.images, again_val.images)
+    assert torch.equal(rest.labels, again_rest.labels)
+    rows = {tuple(r.flatten().tolist()[::7]) for r in rest.images}
+    assert not any(tuple(v.flatten().tolist()[::7]) in rows for v in val.images[:50]), "disjoint"
+    assert len(val.labels.unique()) == 10, "picked across the set, not its first classes"
+    with pytest.raises(ConfigError, match="must leave training images"):
+        carve_validation(train, 3000)
