@@ -105,17 +105,36 @@ def _segmented(gray: np.ndarray, segment) -> tuple[Ink, list[list[Box]]]:
     return ink, groups
 
 
+SMALL_SCAN = 64  # an image no bigger than this on both sides is a low-resolution scan of its digit(s)
+SCAN_HEIGHT = 128  # what such a scan is enlarged to, before the ink is looked for
+
+
+def _enlarged_scan(gray: np.ndarray) -> np.ndarray:
+    """A low-resolution scan, cropped tight around its digits (a form's box, a postal scanner's
+    crop), enlarged smoothly and given a margin of its own paper: at a few pixels a stroke is one
+    pixel wide and runs edge to edge, which the ink steps would take for a ruled line."""
+    if max(gray.shape) > SMALL_SCAN:
+        return gray
+    scale = SCAN_HEIGHT / gray.shape[0]
+    big = cv2.resize(gray, (max(1, round(gray.shape[1] * scale)), SCAN_HEIGHT), interpolation=cv2.INTER_CUBIC)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    paper = int(np.max(border)) if float(np.median(border)) >= 128 else int(np.min(border))
+    pad = SCAN_HEIGHT // 4
+    return cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=paper)
+
+
 def to_mnist(gray: np.ndarray) -> np.ndarray:
     """Steps 4–8 on a uint8 grayscale image: float32 28x28 in [0, 1], bright ink on black."""
     if _already_mnist(gray):
         return gray.astype(np.float32) / 255.0
+    gray = _enlarged_scan(gray)
     ink, groups = _segmented(gray, lambda ink: [main_digit(ink)])
     return _centred(_cut(ink, groups[0]))
 
 
 def to_digits(gray: np.ndarray) -> list[np.ndarray]:
     """A row of separate handwritten digits, left to right, each as to_mnist makes it."""
-    ink, groups = _segmented(gray, digit_columns)
+    ink, groups = _segmented(_enlarged_scan(gray), digit_columns)
     return [_centred(_cut(ink, g)) for g in groups]
 
 
