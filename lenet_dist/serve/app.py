@@ -19,8 +19,8 @@ import asyncio
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import aclosing, asynccontextmanager
-from dataclasses import asdict, dataclass
+from contextlib import asynccontextmanager
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -29,43 +29,20 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from lenet_dist.checkpoint import load_model
 from lenet_dist.device import pick_device
-from lenet_dist.inference.decode import MAX_PIXELS
 from lenet_dist.inference.predict import Prediction
-from lenet_dist.inference.preprocess import PreprocessError, load_image
+from lenet_dist.inference.preprocess import PreprocessError, load_image, read_gray, to_mnist
 from lenet_dist.serve.batcher import Batcher
 from lenet_dist.serve.budget import BodyLimit, PixelBudget, return_large_frees_at_once
+from lenet_dist.serve.collect import CollectionFull, Collector
+from lenet_dist.serve.uploads import UPLOAD_DOC, BadRequest, Limits, read_uploads
 
 log = logging.getLogger("lenet_dist.serve")
 
 STATIC = Path(__file__).parent / "static"
-UPLOAD_DOC = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["file"],
-    "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"},
-                            "description": "one or more images (repeat the field)"}}}}}}}
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_upload_bytes: int = 10 * 2**20  # per file
-    max_files: int = 16  # per request
-    max_pixels: int = MAX_PIXELS  # per image, read from its header before decoding
-
-    @property
-    def max_request_bytes(self) -> int:
-        return self.max_files * self.max_upload_bytes + 2**20  # + the multipart framing
-
-
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
 def _decode(data: bytes, limits: Limits, budget: PixelBudget) -> tuple[object, str | None]:
     try:
         return load_image(data, max_pixels=limits.max_pixels, reserve=budget.reserve), None
@@ -75,62 +52,20 @@ def _decode(data: bytes, limits: Limits, budget: PixelBudget) -> tuple[object, s
         return None, f"could not process the image ({type(exc).__name__})"
 
 
-class _FileTooLarge(MultiPartException):
-    pass
+def _keep(data: bytes, label: str, collect: Collector, limits: Limits, budget: PixelBudget) -> Path:
+    """Decoded within the limits, kept only if predict would find a digit in it."""
+    gray = read_gray(data, limits.max_pixels, budget.reserve)
+    to_mnist(gray)  # PreprocessError: nothing worth keeping
+    return collect.save(gray, label)
 
 
-class _LimitedParts(MultiPartParser):
-    """starlette's multipart parser, counting each file as it streams in: a file over the limit is
-    refused at that point, the rest of the body unread."""
-
-    def __init__(self, *args, max_file_bytes: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.max_file_bytes, self._file_bytes = max_file_bytes, 0
-
-    def on_part_begin(self) -> None:
-        super().on_part_begin()
-        self._file_bytes = 0
-
-    def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._current_part.file is not None:
-            self._file_bytes += end - start
-            if self._file_bytes > self.max_file_bytes:
-                raise _FileTooLarge(f"{self._current_part.file.filename}: larger than the "
-                                    f"{self.max_file_bytes:,}-byte limit (lenet-dist serve --max-upload-mb)")
-        super().on_part_data(data, start, end)
-
-
-async def _uploads(request: Request, limits: Limits) -> list[tuple[str, bytes]]:
-    """(name, bytes) of every `file` part, within the limits; BadRequest naming what is wrong."""
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > limits.max_request_bytes:
-        raise BadRequest(413, f"request of {declared:,} bytes is over the limit of {limits.max_files} files of "
-                              f"{limits.max_upload_bytes:,} bytes")
-    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
-        raise BadRequest(400, "not a multipart/form-data request: send one or more images as multipart field 'file'")
-    try:
-        async with aclosing(request.stream()) as stream:
-            form = await _LimitedParts(request.headers, stream, max_files=limits.max_files,
-                                       max_fields=limits.max_files, max_file_bytes=limits.max_upload_bytes).parse()
-    except _FileTooLarge as exc:
-        raise BadRequest(413, exc.message) from None
-    except MultiPartException as exc:
-        raise BadRequest(400, f"bad multipart request: {exc.message}") from None
-    parts = form.getlist("file")
-    if not parts:
-        raise BadRequest(400, "no 'file' field: send one or more images as multipart field 'file'")
-    uploads = []
-    for part in parts:
-        if isinstance(part, str):
-            raise BadRequest(400, "field 'file' must be a file upload, not text")
-        uploads.append((part.filename or "upload", await part.read()))
-        await part.close()
-    return uploads
-
-
-def build_app(checkpoint: Path, limits: Limits = Limits(), device: str = "cpu") -> FastAPI:
-    """The app serving `checkpoint` on `device` (auto | cpu | cuda | cuda:N)."""
+def build_app(checkpoint: Path, limits: Limits | None = None, device: str = "cpu",
+              collect_dir: Path | None = None, collect_max: int = 1000) -> FastAPI:
+    """The app serving `checkpoint` on `device` (auto | cpu | cuda | cuda:N); with `collect_dir`,
+    also POST /v1/collect: corrected drawings kept for fine-tuning, at most `collect_max`."""
+    limits = limits or Limits()
     model, meta = load_model(checkpoint)  # a bad checkpoint fails here, before the server binds
+    collect = Collector(collect_dir, meta.classes, collect_max) if collect_dir is not None else None
     decoders = ThreadPoolExecutor(4, thread_name_prefix="lenet-decode")
     budget = PixelBudget(limits.max_pixels)
     return_large_frees_at_once()
@@ -169,13 +104,14 @@ def build_app(checkpoint: Path, limits: Limits = Limits(), device: str = "cpu") 
         metrics = meta.metrics
         return {"status": "ready", "model": {"checkpoint": str(checkpoint), "run_name": meta.run_name,
                                              "dataset": meta.dataset, "classes": meta.classes,
-                                             "test_accuracy": metrics.test_accuracy if metrics else None}}
+                                             "test_accuracy": metrics.test_accuracy if metrics else None},
+                "collect": collect is not None}
 
     @app.post("/v1/predict", summary="Predict the digit in each uploaded image", openapi_extra=UPLOAD_DOC,
               responses={400: {"description": "bad request"}, 413: {"description": "upload too large"},
                          422: {"description": "no upload could be read"}})
     async def predict(request: Request) -> JSONResponse:
-        uploads = await _uploads(request, limits)
+        uploads = await read_uploads(request, limits)
         loop = asyncio.get_running_loop()
         decoded = await asyncio.gather(*(loop.run_in_executor(decoders, _decode, data, limits, budget)
                                          for _, data in uploads))
@@ -192,6 +128,27 @@ def build_app(checkpoint: Path, limits: Limits = Limits(), device: str = "cpu") 
             return JSONResponse({"error": f"{rows[0]['file']}: {rows[0]['error']}", "rows": rows}, status_code=422)
         return JSONResponse(rows)
 
+    if collect is not None:
+        @app.post("/v1/collect", status_code=201, openapi_extra=UPLOAD_DOC,
+                  summary="Keep one image under its true label (form field 'label'), for lenet-dist finetune",
+                  responses={400: {"description": "bad request"}, 413: {"description": "upload too large"},
+                             422: {"description": "no digit in the image"},
+                             507: {"description": "the collection is full"}})
+        async def collect_one(request: Request) -> JSONResponse:
+            fields = {"label": ""}
+            uploads = await read_uploads(request, Limits(limits.max_upload_bytes, 1, limits.max_pixels), fields)
+            if fields["label"] not in meta.classes:
+                raise BadRequest(400, f"form field 'label' must be one of {' '.join(meta.classes)}")
+            try:
+                path = await asyncio.get_running_loop().run_in_executor(
+                    decoders, _keep, uploads[0][1], fields["label"], collect, limits, budget)
+            except PreprocessError as exc:
+                raise BadRequest(422, f"{uploads[0][0]}: {exc}") from None
+            except CollectionFull as exc:
+                raise BadRequest(507, str(exc)) from None
+            return JSONResponse({"saved": str(path), "label": fields["label"], "count": collect.count()},
+                                status_code=201)
+
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
@@ -204,4 +161,6 @@ def app_from_env() -> FastAPI:
     """For uvicorn's worker processes (`--workers N`): each builds its own app from the environment."""
     limits = Limits(int(os.environ["LENET_SERVE_MAX_UPLOAD_BYTES"]), int(os.environ["LENET_SERVE_MAX_FILES"]),
                     int(os.environ["LENET_SERVE_MAX_PIXELS"]))
-    return build_app(Path(os.environ["LENET_SERVE_CHECKPOINT"]), limits, os.environ["LENET_SERVE_DEVICE"])
+    collect_dir = os.environ.get("LENET_SERVE_COLLECT_DIR")
+    return build_app(Path(os.environ["LENET_SERVE_CHECKPOINT"]), limits, os.environ["LENET_SERVE_DEVICE"],
+                     Path(collect_dir) if collect_dir else None, int(os.environ.get("LENET_SERVE_COLLECT_MAX", 0)))

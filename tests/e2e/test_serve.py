@@ -19,6 +19,7 @@ from PIL import Image
 
 from lenet_dist.data.datasets import MNIST
 from lenet_dist.data.tensors import read_idx
+from lenet_dist.inference.preprocess import load_image
 
 from ..conftest import REPO, cli_env, free_port, run_cli
 
@@ -30,13 +31,20 @@ REQUEST_TIMEOUT_S = 3
 
 
 @pytest.fixture(scope="module")
-def served(model_dir: Path, tmp_path_factory):
+def collected(tmp_path_factory) -> Path:
+    """Where the page's corrections go (serve --collect)."""
+    return tmp_path_factory.mktemp("collected")
+
+
+@pytest.fixture(scope="module")
+def served(model_dir: Path, collected: Path, tmp_path_factory):
     """The server's URL and its log file."""
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with open(log, "w") as out:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen([sys.executable, "-m", "lenet_dist", "serve", "--checkpoint", str(model_dir),
-                                 "--port", str(port), "--request-timeout", str(REQUEST_TIMEOUT_S)], env=cli_env(),
+                                 "--port", str(port), "--request-timeout", str(REQUEST_TIMEOUT_S),
+                                 "--collect", str(collected), "--collect-max", "5"], env=cli_env(),
                                 stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -146,6 +154,41 @@ def test_digits_drawn_on_the_page_are_read(browser, server: str, mnist_dir: Path
     assert len(browser.find_elements("css selector", "#bars li")) == 3, "the top-3 as bars"
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "serve-page.png"))
+
+
+def _teach(browser, label: str) -> str:
+    """Tap `label` under the answer; the line the page shows once it is saved."""
+    browser.find_element("css selector", f'#teach-digits button[data-label="{label}"]').click()
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        status = browser.find_element("id", "teach-status").text
+        if status and status != "saving…":
+            return status
+        time.sleep(0.05)
+    raise AssertionError("the page never said whether the drawing was kept")
+
+
+def test_a_wrong_answer_is_corrected_on_the_page_into_the_folder_finetune_reads(browser, server: str,
+                                                                                collected: Path, mnist_dir: Path):
+    images = read_idx(MNIST.raw_dir(mnist_dir) / MNIST.files["test"][0].name, 3)[120:123]
+    browser.get(server)
+    assert not browser.find_element("id", "teach").is_displayed(), "nothing to correct before an answer"
+    for n, digit in enumerate(images, 1):
+        browser.find_element("id", "clear").click()
+        _draw(browser, digit)
+        _wait_idle(browser)
+        assert browser.find_element("id", "teach").is_displayed()
+        assert _teach(browser, "4") == f"Saved as a 4 for fine-tuning ({n} in the collection)."
+    kept = sorted((collected / "4").glob("*.png"))
+    assert len(kept) == 3 and not list(collected.glob("[!4]*")), "three files, under their label only"
+    drawn = load_image(kept[0])  # predict reads what was kept
+    assert drawn.shape == (28, 28) and drawn.max() > 0.9
+    for _ in range(2):  # --collect-max 5: the sixth is refused, and the page says so
+        _teach(browser, "4")
+    assert "is full (5 images)" in _teach(browser, "4")
+    assert len(list((collected / "4").glob("*.png"))) == 5
+    browser.find_element("id", "clear").click()
+    assert not browser.find_element("id", "teach").is_displayed()
 
 
 def test_a_photo_can_be_picked_or_dropped(browser, server: str, mnist_dir: Path, tmp_path: Path):

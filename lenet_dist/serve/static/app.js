@@ -9,7 +9,10 @@ const confidence = document.getElementById("confidence");
 const bars = document.getElementById("bars");
 const photo = document.getElementById("photo");
 const DEBOUNCE_MS = 150;
+const teach = document.getElementById("teach");
+const teachStatus = document.getElementById("teach-status");
 let drawing = false, last = null, timer = null, sequence = 0, pending = 0, inked = false;
+let collecting = false, shown = null;  // shown: the image behind the answer on the page
 
 function clearPad() {
   ctx.fillStyle = "#fff";
@@ -70,6 +73,7 @@ async function send(blob, name) {
     const response = await fetch("/v1/predict", { method: "POST", body: form });
     const body = await response.json();
     if (mine !== sequence) return;  // a newer drawing is on its way
+    shown = response.ok ? { blob, name } : null;
     if (response.ok) show(body[0]);
     else show({ error: body.error });
   } catch (error) {
@@ -82,6 +86,8 @@ async function send(blob, name) {
 
 function show(row) {
   bars.replaceChildren();
+  teachStatus.textContent = "";
+  teach.hidden = !collecting || row === null || Boolean(row.error);
   if (row === null) { prediction.textContent = "?"; confidence.textContent = ""; return; }
   if (row.error) {
     prediction.textContent = "?";
@@ -117,7 +123,33 @@ window.addEventListener("drop", (event) => {
   readPhoto(event.dataTransfer.files[0]);
 });
 
+// serve --collect: the image on the page, saved under the label the person says it shows
+async function keep(label) {
+  if (!shown) return;
+  const form = new FormData();
+  form.append("label", label);
+  form.append("file", shown.blob, shown.name);
+  teachStatus.textContent = "saving…";
+  try {
+    const response = await fetch("/v1/collect", { method: "POST", body: form });
+    const body = await response.json();
+    teachStatus.textContent = response.ok
+      ? `Saved as a ${body.label} for fine-tuning (${body.count} in the collection).` : body.error;
+  } catch (error) {
+    teachStatus.textContent = String(error);
+  }
+}
+
 fetch("/healthz").then((r) => r.json()).then((h) => {
+  collecting = h.collect;
+  for (const label of h.model.classes) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = label;
+    button.dataset.label = label;
+    button.addEventListener("click", () => keep(label));
+    document.getElementById("teach-digits").append(button);
+  }
   const acc = h.model.test_accuracy === null ? "" : `, ${(100 * h.model.test_accuracy).toFixed(2)}% held-out`;
   document.getElementById("model").textContent = `model: ${h.model.run_name || h.model.checkpoint} (${h.model.dataset}${acc})`;
 });
