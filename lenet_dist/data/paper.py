@@ -97,15 +97,24 @@ def digit_photo(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     return _compose([(_glyph(digit, side), top, left)], (oh, ow), spacing, baseline, rng)
 
 
-def number_photo(digits: list[np.ndarray], rng: np.random.Generator) -> Image.Image:
-    """A row of separate digits: each box starts 0.9-1.1 box widths after the last, so the ink of
-    neighbours never touches."""
+def number_photo(digits: list[np.ndarray], rng: np.random.Generator, gaps: list[float] | None = None,
+                 sizes: list[float] | None = None, strengths: list[float] | None = None) -> Image.Image:
+    """A row of digits: by default each box starts 0.9-1.1 box widths after the last, so the ink of
+    neighbours never touches. `gaps`: each box's start after the last, in box widths (about 0.7 and
+    less: wide neighbours touch); `sizes`: each digit's size relative to the row's, standing on the
+    row's baseline; `strengths`: each digit's ink, relative (a lighter pen, a pencil)."""
+    n = len(digits)
     side = int(rng.integers(48, 110))
     spacing = side * rng.uniform(0.8, 1.15)
-    steps = np.cumsum([0, *rng.uniform(0.9, 1.1, len(digits) - 1)]) * side
+    sizes = sizes or [1.0] * n
+    strengths = strengths or [1.0] * n
+    steps = np.cumsum([0, *(gaps or rng.uniform(0.9, 1.1, n - 1))]) * side
     margin = int(side * rng.uniform(0.3, 0.6))
     ow, oh = int(steps[-1] + side + 2 * margin), int(side * rng.uniform(1.5, 2.2))
     top = (oh - side) // 2
-    glyphs = [(_glyph(d, side), top + int(rng.uniform(-0.05, 0.05) * side), margin + int(x))
-              for d, x in zip(digits, steps, strict=True)]
+    glyphs = []
+    for d, x, size, strength in zip(digits, steps, sizes, strengths, strict=True):
+        own = max(8, round(side * size))
+        glyphs.append((_glyph(d, own) * strength, top + side - own + int(rng.uniform(-0.05, 0.05) * side),
+                       margin + int(x + (side - own) / 2)))
     return _compose(glyphs, (oh, ow), spacing, top + int(side * 24 / 28), rng)

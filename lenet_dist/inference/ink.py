@@ -1,15 +1,12 @@
 """Separate ink from paper in a photo, before the digit is cut out (OpenCV, at a working scale of
 at most 256 px, so a phone photo costs about a millisecond):
 
- 1. ink strength: light ink on a dark page is inverted; the page's illumination is estimated (a
-    max filter on a 64 px copy: the paper around the strokes, shadows and gradients included) and
-    divided out, so ink is how much darker than its own surroundings a pixel is
- 2. a threshold: Otsu on that, never below MIN_INK
- 3. ruled and grid lines: the tilt at which some row of ink crosses the whole image is found (the
-    page's lines, ±14°); the image is turned upright, rows and columns of ink that cross it edge to
-    edge are removed, and strokes that crossed a line are bridged over it
- 4. the ink as connected components (8-connected, after closing 1-px gaps); line remnants and
-    specks are dropped
+ 1. ink strength: light ink on a dark page is inverted; the page's illumination (a max filter on a
+    64 px copy) is divided out, so ink is how much darker than its own surroundings a pixel is
+ 2. ruled and grid lines: the tilt at which some row of ink crosses the whole image (±14°) turns it
+    upright; rows and columns of ink edge to edge are removed, strokes across them bridged
+ 3. a threshold: Otsu, never below MIN_INK; whole lighter digits at half of it
+ 4. connected components (8-connected, 1-px gaps closed); line remnants and specks dropped
 """
 
 from __future__ import annotations
@@ -18,6 +15,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from lenet_dist.inference.threshold import ink_mask
 
 WORK_SIDE = 256  # the working image holds at most WORK_SIDE**2 pixels
 MIN_INK = 0.12  # ink is at least 12% darker than the paper around it
@@ -85,12 +84,6 @@ def _strength(gray: np.ndarray) -> np.ndarray:
     paper = cv2.GaussianBlur(paper, (0, 0), k / 4)
     paper = cv2.resize(paper, (g.shape[1], g.shape[0]), interpolation=cv2.INTER_LINEAR)
     return np.clip(1.0 - g / np.maximum(paper, 1e-3), 0.0, 1.0)
-
-
-def _threshold(strength: np.ndarray) -> np.ndarray:
-    as_u8 = (strength * 255).astype(np.uint8)
-    otsu, _ = cv2.threshold(as_u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    return (strength > max(otsu / 255.0, MIN_INK)).astype(np.uint8)
 
 
 def _rotate(a: np.ndarray, degrees: float, interpolation: int) -> np.ndarray:
@@ -192,7 +185,7 @@ def find_ink(gray: np.ndarray) -> Ink:
     if float(strength.max()) < MIN_INK:
         raise NoInk("no ink found (blank or nearly uniform image)")
     strength, tilt = _remove_lines(strength)
-    mask = cv2.morphologyEx(_threshold(strength), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    mask = cv2.morphologyEx(ink_mask(strength, MIN_INK), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     comps = [(i, *map(int, stats[i, :4])) for i in range(1, count)]
     areas = {i: int(stats[i, cv2.CC_STAT_AREA]) for i in range(1, count)}
