@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from lenet_dist.errors import EXIT_PARTIAL
@@ -216,3 +217,32 @@ def test_number_reads_rows_of_digits_left_to_right(model_dir: Path, mnist_dir: P
         assert r["confidence"] == min(d["confidence"] for d in r["digits"])
     as_csv = run_cli("predict", tmp_path / "rows", "--number", "--checkpoint", model_dir, "--csv", cwd=tmp_path)
     assert as_csv.stdout.splitlines()[0] == "file,number,confidence,digit_confidences,uncertain,error"
+
+
+def test_finetune_learns_a_folder_of_digits_alone_or_on_two_processes_into_a_run_predict_takes(
+        model_dir: Path, mnist_dir: Path, tmp_path: Path):
+    from safetensors.torch import load_file
+
+    from ..conftest import launch, read_summary
+
+    truth = _samples(mnist_dir, tmp_path / "photos", 120, "paper")
+    for name, label in truth.items():  # torchvision's ImageFolder layout: mine/<digit>/<file>
+        (tmp_path / "mine" / label).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "photos" / name).rename(tmp_path / "mine" / label / name)
+    args = ("finetune", tmp_path / "mine", "--checkpoint", model_dir.parent, "--data-dir", mnist_dir, "--output-dir",
+            tmp_path / "runs", "--epochs", "1", "--set", "data.train_subset=3000", "--tracking", "disabled")
+    one = run_cli(*args, "--run-name", "one", cwd=tmp_path)
+    two = launch(2, *args, "--run-name", "two", cwd=tmp_path)
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr[-2000:], two.stderr[-2000:])
+    summary = read_summary(tmp_path / "runs" / "one")
+    assert summary["status"] == "completed" and Path(summary["checkpoint"]).is_dir()
+    assert summary["test_samples"] == 10_000 and summary["test_accuracy"] >= 0.97, "it did not forget MNIST"
+    a, b = (load_file(tmp_path / "runs" / run / "model" / "model.safetensors") for run in ("one", "two"))
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-5, rtol=1e-4), (name, (a[name] - b[name]).abs().max())
+    before = json.loads(run_cli("predict", "-r", tmp_path / "mine", "--checkpoint", model_dir, "--json",
+                                cwd=tmp_path).stdout)
+    after = json.loads(run_cli("predict", "-r", tmp_path / "mine", "--checkpoint", tmp_path / "runs" / "one",
+                               "--json", cwd=tmp_path).stdout)
+    assert _accuracy(after, {Path(r["file"]).name: Path(r["file"]).parent.name for r in after}) >= \
+        _accuracy(before, {Path(r["file"]).name: Path(r["file"]).parent.name for r in before})

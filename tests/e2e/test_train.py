@@ -10,7 +10,7 @@ from lenet_dist.data.datasets import MNIST
 from lenet_dist.data.tensors import load_split
 from lenet_dist.fileio import TMP_MARK
 
-from ..conftest import SMALL, launch, read_summary, run_cli
+from ..conftest import REPO, SMALL, launch, read_summary, run_cli
 
 pytestmark = pytest.mark.slow  # real launches: subprocesses, multi-process, the SLURM cluster
 
@@ -137,5 +137,25 @@ def test_three_processes_share_an_uneven_batch_and_train_the_one_process_weights
     assert one.returncode == 0 and three.returncode == 0, three.stderr[-3000:]
     assert read_summary(tmp_path / "three")["global_step"] == read_summary(tmp_path / "one")["global_step"] == 10
     a, b = (load_file(tmp_path / run / "model" / "model.safetensors") for run in ("one", "three"))
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-5, rtol=1e-4), (name, (a[name] - b[name]).abs().max())
+
+
+def test_the_best_configs_knobs_give_the_one_process_result_on_two(mnist_dir: Path, tmp_path: Path):
+    """configs/best.yaml's recipe, with every knob it could use switched on (mirror, erasing, a
+    validation split): 2 processes train the weights 1 process trains, and never read the test set."""
+    from safetensors.torch import load_file
+
+    common = ["train", "-c", REPO / "configs" / "best.yaml", "--data-dir", mnist_dir, "--output-dir", tmp_path,
+              "--epochs", "1", "--set", "data.train_subset=1580", "--set", "data.validation_size=300",
+              "--set", "augment.mirror=true", "--set", "augment.erase=0.5"]
+    one = run_cli(*common, "--run-name", "one", cwd=tmp_path)
+    two = launch(2, *common, "--run-name", "two", cwd=tmp_path)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+    for run in ("one", "two"):
+        summary = read_summary(tmp_path / run)
+        assert summary["evaluated_on"] == "validation" and summary["test_samples"] == 300
+        assert summary["global_step"] == 1280 // 128
+    a, b = (load_file(tmp_path / run / "model" / "model.safetensors") for run in ("one", "two"))
     for name in a:
         assert torch.allclose(a[name], b[name], atol=1e-5, rtol=1e-4), (name, (a[name] - b[name]).abs().max())
