@@ -19,9 +19,10 @@ PERSON_SHARE = 0.25
 RECIPE = {"optim.lr": 1e-3, "schedule.warmup_fraction": 0.1, "checkpoint.every_seconds": 0}
 
 
-def _repeat(folder: Path) -> int:
+def _repeat(folder: Path, dataset_images: int) -> int:
+    """How often each of the person's images appears per epoch to make PERSON_SHARE of it."""
     images = sum(1 for p in folder.glob("*/*") if p.is_file()) if folder.is_dir() else 0
-    return max(1, round(PERSON_SHARE / (1 - PERSON_SHARE) * DATASET_IMAGES / max(images, 1)))
+    return max(1, round(PERSON_SHARE / (1 - PERSON_SHARE) * dataset_images / max(images, 1)))
 
 
 @app.command()
@@ -45,8 +46,12 @@ def finetune(
 
     _, meta = read_meta(checkpoint)  # a bad checkpoint fails here, before any data is read
     flags = {"data.dataset": meta.dataset, "train.init_from": str(checkpoint), "data.extra_folder": str(folder),
-             "data.extra_repeat": _repeat(folder), "data.train_subset": DATASET_IMAGES, "train.epochs": epochs,
-             **RECIPE, "output_dir": output_dir, "run_name": run_name, "data.data_dir": data_dir,
-             "tracking.mode": tracking.value if tracking else None}
+             "data.train_subset": DATASET_IMAGES, "train.epochs": epochs, **RECIPE, "output_dir": output_dir,
+             "run_name": run_name, "data.data_dir": data_dir, "tracking.mode": tracking.value if tracking else None}
+    flags = {k: v for k, v in flags.items() if v is not None}
+    cfg = load_config(None, list(set_ or []), flags)
+    if not any(s.startswith("data.extra_repeat=") for s in set_ or []):  # else the user's own
+        cfg = load_config(None, list(set_ or []), {**flags, "data.extra_repeat": _repeat(
+            folder, cfg.data.train_subset or DATASET_IMAGES)})
     with deterministic_failures_end_the_launch():
-        run_training(load_config(None, list(set_ or []), {k: v for k, v in flags.items() if v is not None}))
+        run_training(cfg)
