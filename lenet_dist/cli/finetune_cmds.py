@@ -48,10 +48,8 @@ def finetune(
     flags = {"data.dataset": meta.dataset, "train.init_from": str(checkpoint), "data.extra_folder": str(folder),
              "data.train_subset": DATASET_IMAGES, "train.epochs": epochs, **RECIPE, "output_dir": output_dir,
              "run_name": run_name, "data.data_dir": data_dir, "tracking.mode": tracking.value if tracking else None}
-    flags = {k: v for k, v in flags.items() if v is not None}
-    cfg = load_config(None, list(set_ or []), flags)
+    cfg = load_config(None, list(set_ or []), {k: v for k, v in flags.items() if v is not None})
     if not any(s.startswith("data.extra_repeat=") for s in set_ or []):  # else the user's own
-        cfg = load_config(None, list(set_ or []), {**flags, "data.extra_repeat": _repeat(
-            folder, cfg.data.train_subset or DATASET_IMAGES)})
+        cfg.data.extra_repeat = _repeat(folder, cfg.data.train_subset or DATASET_IMAGES)
     with deterministic_failures_end_the_launch():
         run_training(cfg)

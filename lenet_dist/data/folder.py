@@ -19,7 +19,7 @@ def _class_folders(folder: Path, classes: tuple[str, ...]) -> list[Path]:
     subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not subfolders:
         raise ConfigError(f"{folder} has no class folders: put each image under {folder}/<digit>/, "
-                          "e.g. {folder}/7/my-seven.png".replace("{folder}", str(folder)))
+                          f"e.g. {folder}/7/my-seven.png")
     strangers = [p.name for p in subfolders if p.name not in classes]
     if strangers:
         raise ConfigError(f"{folder}: folder name(s) {', '.join(sorted(strangers)[:5])} are not classes of this "

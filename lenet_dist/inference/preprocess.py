@@ -72,9 +72,12 @@ def _cut(ink: Ink, group: list[Box]) -> np.ndarray:
     return crop[y0:y1 + 1, x0:x1 + 1]  # the 1st-99th percentile box: a stray pixel does not shrink the digit
 
 
+def _border(gray: np.ndarray) -> np.ndarray:
+    return np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+
+
 def _already_mnist(gray: np.ndarray) -> bool:
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    return gray.shape == (28, 28) and float(np.median(border)) < 128
+    return gray.shape == (28, 28) and float(np.median(_border(gray))) < 128
 
 
 def _closer(gray: np.ndarray, ink: Ink, groups: list[list[Box]]) -> np.ndarray | None:
@@ -120,7 +123,7 @@ def _enlarged_scan(gray: np.ndarray) -> np.ndarray:
         return gray
     scale = SCAN_HEIGHT / gray.shape[0]
     big = cv2.resize(gray, (max(1, round(gray.shape[1] * scale)), SCAN_HEIGHT), interpolation=cv2.INTER_CUBIC)
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    border = _border(gray)
     paper = int(np.max(border)) if float(np.median(border)) >= 128 else int(np.min(border))
     pad = SCAN_HEIGHT // 4
     return cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=paper)
