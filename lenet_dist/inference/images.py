@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet_dist.inference.preprocess import PreprocessError, load_image, read_gray, to_digits
+from lenet_dist.inference.preprocess import PreprocessError, Row, load_image, read_gray, to_row
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"}
-Loaded = tuple[np.ndarray | None, str | None]  # the 28x28 image (k of them for a number), or why there is none
+Loaded = tuple[np.ndarray | Row | None, str | None]  # the 28x28 image (a Row for a number), or why there is none
 
 
 def collect_inputs(inputs: list[str], recursive: bool) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -48,7 +48,7 @@ def _load_one(job: tuple[Path, str]) -> Loaded:
     path, mode = job
     try:
         if mode == "number":
-            return np.stack(to_digits(read_gray(path))), None
+            return to_row(read_gray(path)), None
         return load_image(path, mnist_like=mode == "mnist"), None
     except PreprocessError as exc:
         return None, str(exc)
@@ -65,7 +65,7 @@ def load_in_this_process(files: list[Path], mode: str = "digit") -> list[Loaded]
 def start_loading(files: list[Path], mode: str = "digit") -> Callable[[], list[Loaded]]:
     """Start decoding and preprocessing (per file) on every core; return a function that waits for
     the results, in the order of `files`. mode: digit (a photo of one digit), mnist (already in
-    MNIST form: no preprocessing), number (a row of digits: [k, 28, 28])."""
+    MNIST form: no preprocessing), number (a row of digits: a Row)."""
     jobs = [(f, mode) for f in files]
     workers = min(len(os.sched_getaffinity(0)), 8)
     if workers < 2 or len(files) < 64:

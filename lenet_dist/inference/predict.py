@@ -3,6 +3,7 @@ A bad input gets an error row; it never stops the others."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 
 from lenet_dist.checkpoint import best_checkpoint, load_model
 from lenet_dist.errors import CheckpointError
+from lenet_dist.inference.preprocess import Row
 from lenet_dist.records import RecordError, RunSummary
 
 UNCERTAIN_BELOW = 0.6  # top-1 probability under this, or
@@ -38,7 +40,8 @@ class Prediction:
 @dataclass
 class NumberPrediction:
     """A row of digits read left to right: `number` is their labels joined; `confidence` the
-    weakest digit's; `uncertain` when any digit is."""
+    weakest digit's; `uncertain` when any digit is, or when two ways to cut the row read about
+    equally well."""
 
     file: str
     number: str | None = None
@@ -82,31 +85,54 @@ def read_digits(model: torch.nn.Module, meta, images: list[np.ndarray], dev: tor
     return out
 
 
-def predict_files(files: list[Path], loaded: list[tuple[np.ndarray | None, str | None]], checkpoint: Path, *,
+CLOSE_READINGS = 0.5  # two ways to cut a stretch of a row within this many nats of each other: a person should look
+
+
+def choose_reading(row: Row, reads: list[DigitRead]) -> tuple[list[int], bool]:
+    """The likeliest way to cut the row (indices into row.images): in each slot, the reading whose
+    digits the model is surest of together (the product of their top probabilities, so a reading
+    with more digits must earn each one), the first (the ink's shape's choice) on a tie; and whether
+    some slot's runner-up came close."""
+    chosen, close = [], False
+    for slot in row.slots:
+        scores = [sum(math.log(max(reads[i].confidence, 1e-9)) for i in reading) for reading in slot]
+        order = sorted(range(len(slot)), key=lambda k: (-scores[k], k))
+        chosen += slot[order[0]]
+        close = close or (len(slot) > 1 and scores[order[0]] - scores[order[1]] < CLOSE_READINGS)
+    return chosen, close
+
+
+def predict_files(files: list[Path], loaded: list[tuple[np.ndarray | Row | None, str | None]], checkpoint: Path, *,
                   device: torch.device | str = "cpu", batch_size: int = 1024, save_preprocessed: Path | None = None,
                   number: bool = False) -> list[Prediction] | list[NumberPrediction]:
-    """One row per file; `loaded` holds each file's preprocessed image ([k, 28, 28] for a number) or
-    its error (images.start_loading)."""
+    """One row per file; `loaded` holds each file's preprocessed image (a Row for a number) or its
+    error (images.start_loading)."""
     model, meta = load_model(checkpoint)
     dev = torch.device(device)
     model = model.to(dev)
-    images, owners = [], []
-    for i, (f, (image, _)) in enumerate(zip(files, loaded, strict=True)):
-        for k, digit in enumerate(image.reshape(-1, 28, 28) if image is not None else []):
-            images.append(digit)
-            owners.append(i)
-            if save_preprocessed is not None:
-                _save_png(digit, Path(save_preprocessed) / f"{i:05d}-{f.stem}{f'-{k}' if number else ''}.png")
+    images, first = [], []
+    for image, _ in loaded:
+        first.append(len(images))
+        if image is not None:
+            images += list(image.images if isinstance(image, Row) else image.reshape(-1, 28, 28))
     reads = read_digits(model, meta, images, dev, batch_size)
-    per_file: list[list[DigitRead]] = [[] for _ in files]
-    for owner, read in zip(owners, reads, strict=True):
-        per_file[owner].append(read)
-    if not number:
-        return [Prediction(str(f), r[0].label, r[0].confidence, r[0].top3, r[0].uncertain) if r else
-                Prediction(str(f), error=err) for f, r, (_, err) in zip(files, per_file, loaded, strict=True)]
-    return [NumberPrediction(str(f), "".join(d.label for d in r), min(d.confidence for d in r),
-                             any(d.uncertain for d in r), r) if r else
-            NumberPrediction(str(f), error=err) for f, r, (_, err) in zip(files, per_file, loaded, strict=True)]
+    out = []
+    for i, (f, (image, err)) in enumerate(zip(files, loaded, strict=True)):
+        if image is None:
+            out.append(NumberPrediction(str(f), error=err) if number else Prediction(str(f), error=err))
+            continue
+        chosen, close = choose_reading(image, reads[first[i]:]) if isinstance(image, Row) else ([0], False)
+        digits = [reads[first[i] + k] for k in chosen]
+        if save_preprocessed is not None:
+            for n, k in enumerate(chosen):
+                name = f"{i:05d}-{f.stem}{f'-{n}' if number else ''}.png"
+                _save_png(images[first[i] + k], Path(save_preprocessed) / name)
+        if number:
+            out.append(NumberPrediction(str(f), "".join(d.label for d in digits), min(d.confidence for d in digits),
+                                        close or any(d.uncertain for d in digits), digits))
+        else:
+            out.append(Prediction(str(f), digits[0].label, digits[0].confidence, digits[0].top3, digits[0].uncertain))
+    return out
 
 
 def _save_png(a: np.ndarray, path: Path) -> None:

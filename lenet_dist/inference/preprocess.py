@@ -19,6 +19,7 @@ With `mnist_like=True` only steps 1–3 run, plus a plain resize to 28x28 when n
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -27,7 +28,8 @@ from PIL import Image
 
 from lenet_dist.inference.decode import MAX_PIXELS, PreprocessError, Reserve, read_gray
 from lenet_dist.inference.ink import Ink, NoInk, find_ink
-from lenet_dist.inference.segment import Box, SegmentationError, digit_columns, main_digit, span
+from lenet_dist.inference.segment import Box, SegmentationError, main_digit, span
+from lenet_dist.inference.slots import Slot, digit_slots
 
 CLOSER_BELOW = 48  # digits shorter than this in the working image are found again in the full photo
 
@@ -93,22 +95,22 @@ def _closer(gray: np.ndarray, ink: Ink, groups: list[list[Box]]) -> np.ndarray |
     return gray[py0:py1, px0:px1]
 
 
-def _segmented(gray: np.ndarray, segment) -> tuple[Ink, list[list[Box]]]:
-    """find_ink then `segment` (groups of components, one per digit), looked at again closer up
-    when the digits are small in the working image; the first look stands if the second finds nothing."""
+def _segmented(gray: np.ndarray, segment) -> tuple[Ink, list[Slot]]:
+    """find_ink then `segment` (slots of digits), looked at again closer up when the digits are small
+    in the working image; the first look stands if the second finds nothing."""
     try:
         ink = find_ink(gray)
-        groups = segment(ink)
+        slots = segment(ink)
     except (NoInk, SegmentationError) as exc:
         raise PreprocessError(str(exc)) from None
-    crop = _closer(gray, ink, groups)
+    crop = _closer(gray, ink, [g for slot in slots for g in slot[0]])
     if crop is not None:
         try:
             near = find_ink(crop)
             return near, segment(near)
         except (NoInk, SegmentationError):
             pass
-    return ink, groups
+    return ink, slots
 
 
 SMALL_SCAN = 64  # an image no bigger than this on both sides is a low-resolution scan of its digit(s)
@@ -134,14 +136,48 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     if _already_mnist(gray):
         return gray.astype(np.float32) / 255.0
     gray = _enlarged_scan(gray)
-    ink, groups = _segmented(gray, lambda ink: [main_digit(ink)])
-    return _centred(_cut(ink, groups[0]))
+    ink, slots = _segmented(gray, lambda ink: [[[main_digit(ink)]]])
+    return _centred(_cut(ink, slots[0][0][0]))
+
+
+@dataclass
+class Row:
+    """A row of handwritten digits as predict --number weighs it: every digit image that some reading
+    needs, each as to_mnist makes it, and the row's slots left to right, each a list of readings
+    (indices into `images`), the likelier by the ink's shape first."""
+
+    images: np.ndarray  # [k, 28, 28]
+    slots: list[list[list[int]]]
+
+    def first_reading(self) -> list[np.ndarray]:
+        return [self.images[i] for slot in self.slots for i in slot[0]]
+
+
+def to_row(gray: np.ndarray) -> Row:
+    """A row of digits, found and cut apart (segment.digit_slots), with the other ways to cut it."""
+    ink, slots = _segmented(_enlarged_scan(gray), digit_slots)
+    images: list[np.ndarray] = []
+    known: dict[str, int] = {}  # a digit that two readings share is one image
+    indexed = []
+    for slot in slots:
+        readings = []
+        for reading in slot:
+            ids = []
+            for g in reading:
+                key = repr(sorted(g))
+                if key not in known:
+                    known[key] = len(images)
+                    images.append(_centred(_cut(ink, g)))
+                ids.append(known[key])
+            readings.append(ids)
+        indexed.append(readings)
+    return Row(np.stack(images), indexed)
 
 
 def to_digits(gray: np.ndarray) -> list[np.ndarray]:
-    """A row of separate handwritten digits, left to right, each as to_mnist makes it."""
-    ink, groups = _segmented(_enlarged_scan(gray), digit_columns)
-    return [_centred(_cut(ink, g)) for g in groups]
+    """A row of separate handwritten digits, left to right, each as to_mnist makes it, cut the way
+    their shape suggests."""
+    return to_row(gray).first_reading()
 
 
 def load_image(path: Path | bytes, mnist_like: bool = False, max_pixels: int = MAX_PIXELS,
@@ -155,4 +191,4 @@ def load_image(path: Path | bytes, mnist_like: bool = False, max_pixels: int = M
     return to_mnist(gray)
 
 
-__all__ = ["MAX_PIXELS", "PreprocessError", "load_image", "read_gray", "to_digits", "to_mnist"]
+__all__ = ["MAX_PIXELS", "PreprocessError", "load_image", "read_gray", "to_digits", "to_mnist", "to_row", "Row"]

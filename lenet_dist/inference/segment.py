@@ -1,5 +1,5 @@
 """Which ink is the digit: for one digit, the largest component and the pieces that belong to it;
-for a row (--number), components grouped into digits left to right."""
+for a row (--number), components grouped into digits left to right (slots.py weighs how to cut them)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def _on_the_page(ink: Ink) -> list[Box]:
         return ink.boxes
     largest = max(ink.areas[b[0]] for b in rest)  # the digits' height, not the remnants' (often more of them)
     tall = float(np.median([b[4] for b in rest if ink.areas[b[0]] >= 0.25 * largest]))
-    rest += [b for b in edges if max(b[3], b[4]) < 1.5 * tall]
+    pen = float(np.median([ink.areas[b[0]] / max(b[3], b[4]) for b in rest]))  # a stroke's width, roughly
+    rest += [b for b in edges if max(b[3], b[4]) < 1.5 * tall and not _edge_line(b, rest, pen, tall, ink)]
     big = [b for b in rest if b[4] >= 0.6 * tall]
     top, bottom = float(np.median([b[2] for b in big])), float(np.median([b[2] + b[4] for b in big]))
     in_row = [b for b in rest if max(top - (b[2] + b[4]), b[2] - bottom) <= 0.2 * tall  # a 4's top, a 5's bar stay
@@ -64,7 +65,14 @@ def _on_the_page(ink: Ink) -> list[Box]:
     return in_row or rest
 
 
-def _columns(ink: Ink) -> list[list[Box]]:
+def _edge_line(b: Box, rest: list[Box], pen: float, tall: float, ink: Ink) -> bool:
+    """An edge-like piece thinner than the pen and a digit's height or more from the row's ink: the
+    page's edge, not a 1 that the crop cut close to."""
+    gap = min(max(r[1] - (b[1] + b[3]), b[1] - (r[1] + r[3])) for r in rest)
+    return ink.areas[b[0]] / max(b[3], b[4]) < 0.6 * pen and gap > 0.6 * tall
+
+
+def columns(ink: Ink) -> list[list[Box]]:
     """Components grouped into digits left to right: pieces whose columns overlap are one digit,
     and a small piece (a 5's bar, a 7's stroke) joins the digit it is closest to."""
     groups: list[list[Box]] = []
@@ -105,22 +113,7 @@ def _columns(ink: Ink) -> list[list[Box]]:
     # dashes stacked in one column (what is left of grid lines at the photo's edge) are not a digit:
     # every digit has a stroke of some height
     digits = [g for g in merged if any(b[4] >= 0.3 * typical for b in g)]
-    return _pen_lifts_joined(digits or merged, typical)
-
-
-def _pen_lifts_joined(groups: list[list[Box]], typical: float) -> list[list[Box]]:
-    """A digit drawn in two strokes that do not touch (a 4's corner beside its upright) is one digit:
-    neighbours closer than a pen lift, together no wider than a digit, one of them short of the
-    row's height. Two digits side by side are each as tall as the row (a 1 too)."""
-    out = [groups[0]] if groups else []
-    for g in groups[1:]:
-        (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = span(out[-1]), span(g)
-        short = min(ay1 - ay0, by1 - by0) < 0.75 * typical
-        if short and bx0 - ax1 < 0.15 * typical and max(ax1, bx1) - min(ax0, bx0) <= 0.9 * typical:
-            out[-1] = out[-1] + g
-        else:
-            out.append(g)
-    return out
+    return digits or merged
 
 
 def _small_digit(height: int, width: int, gap: float, typical: float) -> bool:
@@ -128,41 +121,3 @@ def _small_digit(height: int, width: int, gap: float, typical: float) -> bool:
     (a 5's bar, a 7's stroke: flat) nor a speck: compact, a third of the row's height or more, and
     clear of its neighbour by more than the gap between a digit's own strokes."""
     return height >= 0.35 * typical and width <= 2.5 * height and gap >= 0.12 * typical
-
-
-WAIST = 0.5  # touching digits meet in a column with less ink than this share of a typical column's
-
-
-def _split_touching(ink: Ink, g: list[Box], digit_width: float, row_height: float) -> list[list[Box]]:
-    """A piece of ink as tall as the row and as wide as two digits or more, cut in two at its
-    thinnest column near the middle when that column is thin (where two digits touch), then each
-    half the same way; else as it is (a digit written wide). Each part keeps the components, their
-    boxes narrowed to its columns."""
-    x0, y0, x1, y1 = span(g)
-    w, widest = x1 - x0, max(b[3] for b in g)  # one piece as wide as two digits: a 7's loose bar is not that
-    if widest <= 1.8 * digit_width or widest <= 1.3 * (y1 - y0) or y1 - y0 < 0.8 * row_height:
-        return [g]
-    if w > 8 * digit_width:
-        raise SegmentationError(f"a piece of ink {w}x{y1 - y0} px is as wide as {round(w / digit_width)} digits; "
-                                "leave a gap between digits")
-    cols = np.isin(ink.labels[y0:y1, x0:x1], [b[0] for b in g]).sum(0).astype(np.float64)
-    lo, hi = int(0.35 * w), int(0.65 * w) + 1
-    cut = lo + int(np.argmin(cols[lo:hi] + 1e-3 * np.abs(np.arange(lo, hi) - w / 2)))
-    if cols[cut] > WAIST * float(np.median(cols[cols > 0])):
-        return [g]
-    halves = [[(lb, max(x, x0 + a), y, min(x + bw, x0 + b) - max(x, x0 + a), bh) for lb, x, y, bw, bh in g
-               if min(x + bw, x0 + b) > max(x, x0 + a)] for a, b in ((0, cut), (cut, w))]
-    return [part for half in halves for part in _split_touching(ink, half, digit_width, row_height)]
-
-
-def digit_columns(ink: Ink) -> list[list[Box]]:
-    """The digits of a row, left to right; digits that touch are cut apart where they meet."""
-    groups = _columns(ink)
-    shapes = [(span(g)[2] - span(g)[0], span(g)[3] - span(g)[1]) for g in groups]
-    single = [w for w, h in shapes if w <= 1.1 * h]
-    digit_width = float(np.median(single)) if single else 0.7 * float(np.median([h for _, h in shapes]))
-    out = []
-    row_height = float(np.median([h for _, h in shapes]))
-    for g in groups:
-        out += _split_touching(ink, g, digit_width, row_height)
-    return out

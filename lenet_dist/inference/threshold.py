@@ -6,10 +6,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+STRONG_SHARE = 0.25  # a piece with less of its ink above Otsu than this is in a lighter pen
+
 
 def ink_mask(strength: np.ndarray, min_ink: float) -> np.ndarray:
     """Otsu's threshold, never below min_ink; and at half of it, whole pieces of ink that nothing
-    reaches above it (a digit in a lighter pen than its neighbours) when they are digit-sized."""
+    hardly reaches above it (a digit in a lighter pen than its neighbours: a few of its pixels may
+    pass Otsu, most do not) when they are digit-sized."""
     as_u8 = (strength * 255).astype(np.uint8)
     otsu, _ = cv2.threshold(as_u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     strong = (strength > max(otsu / 255.0, min_ink)).astype(np.uint8)
@@ -17,8 +20,8 @@ def ink_mask(strength: np.ndarray, min_ink: float) -> np.ndarray:
         (strength > max(0.5 * otsu / 255.0, min_ink)).astype(np.uint8), connectivity=8)
     if count <= 2:
         return strong
-    has_strong = np.bincount(labels[strong > 0], minlength=count) > 0
     height, area = stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_AREA]
+    has_strong = np.bincount(labels[strong > 0], minlength=count) >= STRONG_SHARE * area
     tallest, largest = height[1:][has_strong[1:]].max(initial=0), area[1:][has_strong[1:]].max(initial=0)
     faint = [i for i in range(1, count) if not has_strong[i] and ((height[i] >= 0.3 * tallest and area[i] >=
              0.1 * largest) or (height[i] >= 0.6 * tallest and area[i] >= 0.02 * largest))]  # a light 1: thin
