@@ -40,8 +40,8 @@ class Prediction:
 @dataclass
 class NumberPrediction:
     """A row of digits read left to right: `number` is their labels joined; `confidence` the
-    weakest digit's; `uncertain` when any digit is, or when two ways to cut the row read about
-    equally well."""
+    weakest digit's; `uncertain` when any digit is, when two ways to cut the row read about equally
+    well, or when ink the size of a small digit was left out."""
 
     file: str
     number: str | None = None
@@ -92,8 +92,8 @@ def choose_reading(row: Row, reads: list[DigitRead]) -> tuple[list[int], bool]:
     """The likeliest way to cut the row (indices into row.images): in each slot, the reading whose
     digits the model is surest of together (the product of their top probabilities, so a reading
     with more digits must earn each one), the first (the ink's shape's choice) on a tie; and whether
-    some slot's runner-up came close."""
-    chosen, close = [], False
+    some slot's runner-up came close, or ink was left out that could be a digit."""
+    chosen, close = [], row.left_out
     for slot in row.slots:
         scores = [sum(math.log(max(reads[i].confidence, 1e-9)) for i in reading) for reading in slot]
         order = sorted(range(len(slot)), key=lambda k: (-scores[k], k))

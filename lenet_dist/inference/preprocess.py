@@ -95,22 +95,23 @@ def _closer(gray: np.ndarray, ink: Ink, groups: list[list[Box]]) -> np.ndarray |
     return gray[py0:py1, px0:px1]
 
 
-def _segmented(gray: np.ndarray, segment) -> tuple[Ink, list[Slot]]:
-    """find_ink then `segment` (slots of digits), looked at again closer up when the digits are small
-    in the working image; the first look stands if the second finds nothing."""
+def _segmented(gray: np.ndarray, segment) -> tuple[Ink, tuple[list[Slot], bool]]:
+    """find_ink then `segment` (slots of digits, and whether digit-sized ink was left out), looked at
+    again closer up when the digits are small in the working image; the first look stands if the
+    second finds nothing."""
     try:
         ink = find_ink(gray)
-        slots = segment(ink)
+        found = segment(ink)
     except (NoInk, SegmentationError) as exc:
         raise PreprocessError(str(exc)) from None
-    crop = _closer(gray, ink, [g for slot in slots for g in slot[0]])
+    crop = _closer(gray, ink, [g for slot in found[0] for g in slot[0]])
     if crop is not None:
         try:
             near = find_ink(crop)
             return near, segment(near)
         except (NoInk, SegmentationError):
             pass
-    return ink, slots
+    return ink, found
 
 
 SMALL_SCAN = 64  # an image no bigger than this on both sides is a low-resolution scan of its digit(s)
@@ -136,7 +137,7 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     if _already_mnist(gray):
         return gray.astype(np.float32) / 255.0
     gray = _enlarged_scan(gray)
-    ink, slots = _segmented(gray, lambda ink: [[[main_digit(ink)]]])
+    ink, (slots, _) = _segmented(gray, lambda ink: ([[[main_digit(ink)]]], False))
     return _centred(_cut(ink, slots[0][0][0]))
 
 
@@ -148,6 +149,7 @@ class Row:
 
     images: np.ndarray  # [k, 28, 28]
     slots: list[list[list[int]]]
+    left_out: bool = False  # ink the size of a small digit was taken for a speck: a person should look
 
     def first_reading(self) -> list[np.ndarray]:
         return [self.images[i] for slot in self.slots for i in slot[0]]
@@ -155,7 +157,7 @@ class Row:
 
 def to_row(gray: np.ndarray) -> Row:
     """A row of digits, found and cut apart (segment.digit_slots), with the other ways to cut it."""
-    ink, slots = _segmented(_enlarged_scan(gray), digit_slots)
+    ink, (slots, left_out) = _segmented(_enlarged_scan(gray), digit_slots)
     images: list[np.ndarray] = []
     known: dict[str, int] = {}  # a digit that two readings share is one image
     indexed = []
@@ -171,7 +173,7 @@ def to_row(gray: np.ndarray) -> Row:
                 ids.append(known[key])
             readings.append(ids)
         indexed.append(readings)
-    return Row(np.stack(images), indexed)
+    return Row(np.stack(images), indexed, left_out)
 
 
 def to_digits(gray: np.ndarray) -> list[np.ndarray]:

@@ -72,9 +72,10 @@ def _edge_line(b: Box, rest: list[Box], pen: float, tall: float, ink: Ink) -> bo
     return ink.areas[b[0]] / max(b[3], b[4]) < 0.6 * pen and gap > 0.6 * tall
 
 
-def columns(ink: Ink) -> list[list[Box]]:
+def columns(ink: Ink) -> tuple[list[list[Box]], bool]:
     """Components grouped into digits left to right: pieces whose columns overlap are one digit,
-    and a small piece (a 5's bar, a 7's stroke) joins the digit it is closest to."""
+    and a small piece (a 5's bar, a 7's stroke) joins the digit it is closest to. And whether ink
+    as tall as a small digit was left out as a speck (the reading should then be checked)."""
     groups: list[list[Box]] = []
     boxes = _on_the_page(ink)
     tall = float(np.median([b[4] for b in boxes]))
@@ -93,27 +94,36 @@ def columns(ink: Ink) -> list[list[Box]]:
     bottom = float(np.median([span(g)[3] for g, h in zip(groups, heights, strict=True) if h >= 0.6 * typical]))
     typical_area = float(np.median([w * h for w, h in zip(widths, heights, strict=True)]))
     merged: list[list[Box]] = []
+    home: dict[int, int] = {}  # a group's place in `merged`; absent: left out, or taken in by its right neighbour
+    left_out = False
     for i, g in enumerate(groups):
+        gx0, gy0, gx1, gy1 = span(g)  # a group that took in a small piece on its left is judged with it
+        h, w = gy1 - gy0, gx1 - gx0
         # a digit is tall (however thin: a 1) or big (however flat: a wide 0); a 5's bar is neither
-        if heights[i] >= 0.6 * typical or widths[i] * heights[i] >= 0.35 * typical_area or len(groups) == 1:
+        if h >= 0.6 * typical or w * h >= 0.35 * typical_area or len(groups) == 1:
+            home[i] = len(merged)
             merged.append(list(g))
             continue
-        gx0, _, gx1, _ = span(g)
-        gaps = [(gx0 - span(groups[j])[2], j) for j in (i - 1,) if j >= 0]
-        gaps += [(span(groups[j])[0] - gx1, j) for j in (i + 1,) if j < len(groups)]
-        gap, j = min(gaps)
+        gaps = [(gx0 - span(groups[i - 1])[2], i - 1)] if i - 1 in home else []
+        gaps += [(span(groups[i + 1])[0] - gx1, i + 1)] if i + 1 < len(groups) else []
+        gap, j = min(gaps) if gaps else (float("inf"), i)
         at_border = gx0 <= 1 or gx1 >= ink.labels.shape[1] - 1
-        low = span(g)[3] >= bottom - 0.25 * typical  # near the baseline: not a 5's or 7's bar, nor a 4's corner
-        if low and _small_digit(heights[i], widths[i], gap, typical) and not at_border:
+        low = gy1 >= bottom - 0.25 * typical  # near the baseline: not a 5's or 7's bar, nor a 4's corner
+        if low and _small_digit(h, w, gap, typical) and not at_border:
+            home[i] = len(merged)
             merged.append(list(g))
             continue
-        if gap > 0.3 * typical or at_border:
-            continue  # a speck on its own, or what is left of a line at the photo's edge
-        (merged[-1] if j < i and merged else groups[j]).extend(g)
+        if gap > 0.3 * typical or at_border:  # a speck on its own, or what is left of a line at the photo's edge
+            left_out = left_out or (h >= 0.35 * typical and not at_border)  # or a digit we cannot tell from one
+            continue
+        if j < i:
+            merged[home[j]].extend(g)
+        else:
+            groups[j] = groups[j] + g
     # dashes stacked in one column (what is left of grid lines at the photo's edge) are not a digit:
     # every digit has a stroke of some height
     digits = [g for g in merged if any(b[4] >= 0.3 * typical for b in g)]
-    return digits or merged
+    return digits or merged, left_out
 
 
 def _small_digit(height: int, width: int, gap: float, typical: float) -> bool:

@@ -102,10 +102,11 @@ def _touching_options(ink: Ink, digits: Digits, digit_width: float, row_height: 
     return [cut]
 
 
-def digit_slots(ink: Ink) -> list[Slot]:
+def digit_slots(ink: Ink) -> tuple[list[Slot], bool]:
     """The digits of a row, left to right, as slots: each stretch of the row with its readings, the
-    likelier by its shape first (see _pen_lift_slots, _split_touching)."""
-    groups = columns(ink)
+    likelier by its shape first (see _pen_lift_slots, _split_touching); and whether ink the size of
+    a small digit was left out (segment.columns)."""
+    groups, left_out = columns(ink)
     shapes = [(span(g)[2] - span(g)[0], span(g)[3] - span(g)[1]) for g in groups]
     single = [w for w, h in shapes if w <= 1.1 * h]
     row_height = float(np.median([h for _, h in shapes]))
@@ -113,14 +114,5 @@ def digit_slots(ink: Ink) -> list[Slot]:
     slots = []
     for slot in _pen_lift_slots(groups, row_height):
         readings = [r for digits in slot for r in _touching_options(ink, digits, digit_width, row_height)]
-        unique = []
-        for r in readings:
-            if r not in unique:
-                unique.append(r)
-        slots.append(unique)
-    return slots
-
-
-def digit_columns(ink: Ink) -> list[list[Box]]:
-    """The digits of a row, left to right, each slot read the likelier way by its shape."""
-    return [g for slot in digit_slots(ink) for g in slot[0]]
+        slots.append([r for k, r in enumerate(readings) if r not in readings[:k]])
+    return slots, left_out
