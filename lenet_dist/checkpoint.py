@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from lenet_dist.errors import CheckpointError
 from lenet_dist.faults import crash_point, listing_as_seen
 from lenet_dist.fileio import atomic_dir, disk_full_as_user_error, sha256_of
-from lenet_dist.model import LeNet5
+from lenet_dist.model import LeNet5, for_inference
 from lenet_dist.records import CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, CheckpointMeta, TrainingState
 
 MODEL_FILE = "model.safetensors"
@@ -142,8 +142,9 @@ def read_meta(path: Path) -> tuple[Path, CheckpointMeta]:
     return ckpt, meta
 
 
-def load_model(path: Path) -> tuple[LeNet5, CheckpointMeta]:
-    """Rebuild the model on CPU from a checkpoint; never unpickles."""
+def load_model(path: Path, as_evaluated: bool = False) -> tuple[torch.nn.Module, CheckpointMeta]:
+    """Rebuild the model on CPU from a checkpoint; never unpickles. as_evaluated: read as it was
+    evaluated (mirror-averaged where its meta says so): what predict, serve and export use."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -163,8 +164,7 @@ def load_model(path: Path) -> tuple[LeNet5, CheckpointMeta]:
     if expected != found:
         raise CheckpointError(f"checkpoint {ckpt} does not match the LeNet5 architecture (tensor names/shapes)")
     model.load_state_dict(tensors)
-    model.eval()
-    return model, meta
+    return for_inference(model.eval(), as_evaluated and meta.mirror_average), meta
 
 
 def load_training_state(path: Path) -> tuple[LeNet5, CheckpointMeta, TrainingState]:

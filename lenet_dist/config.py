@@ -1,8 +1,6 @@
-"""Typed configuration: YAML file + dotted overrides, validated before any work starts.
-
-Every field is documented here and in configs/default.yaml. Unknown keys, wrong types and
-impossible values raise ConfigError naming the key.
-"""
+"""Typed configuration: YAML file + dotted overrides, validated before any work starts. Every field
+is documented here and in configs/default.yaml. Unknown keys, wrong types and impossible values
+raise ConfigError naming the key."""
 
 from __future__ import annotations
 
@@ -51,6 +49,7 @@ class AugmentConfig(_Section):
     contrast: float = Field(0.4, ge=0, lt=1, description="max change of the ink's gamma: faint pencil, heavy ink")
     mirror: bool | Literal["auto"] = Field(False, description="auto: where every class survives a mirror")
     erase: float = Field(0.0, ge=0, le=1, description="probability of blanking one random rectangle")
+    test_mirror: bool | Literal["auto"] = Field(False, description="read each image averaged with its mirror")
 
 
 class OptimConfig(_Section):

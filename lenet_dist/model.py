@@ -1,4 +1,5 @@
-"""LeNet5. Pure torch.nn: no distributed code, no I/O, no logging, no device- or dtype-specific paths."""
+"""LeNet5, and the mirror-averaged reading of a model. Pure torch.nn: no distributed code, no I/O, no
+logging, no device- or dtype-specific paths."""
 
 from __future__ import annotations
 
@@ -38,3 +39,24 @@ class LeNet5(nn.Module):
         """The constructor's arguments: stored in checkpoints so inference rebuilds the model
         without the training config."""
         return {"in_channels": self.in_channels, "num_classes": self.num_classes}
+
+
+class MirrorAveraged(nn.Module):
+    """A model read twice, as the image is and mirrored left-right, its two class probabilities
+    averaged (test-time augmentation, for classes that survive a mirror). Returns log-probabilities:
+    softmax and cross-entropy take them as they take logits. No parameters of its own."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        both = self.model(torch.cat([x, x.flip(-1)])).float().log_softmax(dim=1)
+        plain, mirrored = both.chunk(2)
+        top = torch.maximum(plain, mirrored)  # log((p + q) / 2) without underflow; plain ops, so ONNX takes it
+        return top + torch.log((torch.exp(plain - top) + torch.exp(mirrored - top)) / 2)
+
+
+def for_inference(model: nn.Module, mirror_average: bool) -> nn.Module:
+    """The model as evaluation and prediction read it (see CheckpointMeta.mirror_average)."""
+    return MirrorAveraged(model).eval() if mirror_average else model

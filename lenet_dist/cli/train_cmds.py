@@ -121,7 +121,8 @@ def evaluate(
     if not reporter:
         return
     if as_json:
-        typer.echo(json.dumps({"checkpoint": str(checkpoint), "dataset": meta.dataset, **result.to_dict()}))
+        typer.echo(json.dumps({"checkpoint": str(checkpoint), "dataset": meta.dataset,
+                               "mirror_average": meta.mirror_average, **result.to_dict()}))
     else:
         print_eval(result, meta)
 

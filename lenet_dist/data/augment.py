@@ -26,11 +26,17 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
     the dataset's classes survive a mirror (what augment.mirror=auto asks)."""
     total = x.shape[0] if total is None else total
     x = random_affine(x, cfg, generator, start, total)
-    if cfg.mirror is True or (cfg.mirror == "auto" and mirror_safe):
+    if mirrors(cfg.mirror, mirror_safe):
         x = _mirror(x, _draws(generator, x, start, total, 1)[:, 0])
     if cfg.erase:
         x = _erase(x, cfg.erase, _draws(generator, x, start, total, 5))
     return x
+
+
+def mirrors(setting: bool | str, mirror_safe: bool) -> bool:
+    """What augment.mirror and augment.test_mirror mean for a dataset: true always; auto only where
+    every class survives a mirror (a shoe stays a shoe, a 3 does not stay a 3)."""
+    return setting is True or (setting == "auto" and mirror_safe)
 
 
 def _draws(generator: torch.Generator, x: torch.Tensor, start: int, total: int, k: int) -> torch.Tensor:

@@ -1,6 +1,8 @@
 """Export a model checkpoint to TorchScript (needs only torch) or ONNX (needs the `onnx` extra).
 The exported graph takes normalised input [N, 1, 28, 28]: (pixels/255 - mean) / std, with mean and
-std in the checkpoint's meta.json (also written next to the export as <file>.json)."""
+std in the checkpoint's meta.json (also written next to the export as <file>.json). A checkpoint
+evaluated mirror-averaged (meta mirror_average) exports that reading: its outputs are log-probabilities,
+which softmax takes as it takes logits."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ def export_model(checkpoint: Path, output: Path, fmt: str, device: str = "cpu") 
     if Path(output).is_dir():
         raise ConfigError(f"--output {output} is a directory; give a file name, e.g. {Path(output) / 'lenet.pt'}")
     dev = pick_device(device)
-    model, meta = load_model(checkpoint)
+    model, meta = load_model(checkpoint, as_evaluated=True)
     model = model.to(dev)
     example = torch.randn(16, 1, 28, 28, device=dev)
     output = Path(output)
@@ -34,7 +36,8 @@ def export_model(checkpoint: Path, output: Path, fmt: str, device: str = "cpu") 
             got = torch.jit.load(str(tmp), map_location=dev)(example)
         else:
             got = _export_onnx(model, example, tmp)
-    info = meta.model_dump(mode="json", include={"dataset", "classes", "normalization", "input_size", "model_args"})
+    info = meta.model_dump(mode="json", include={"dataset", "classes", "normalization", "input_size", "model_args",
+                                                 "mirror_average"})
     write_json_atomic(output.with_name(output.name + ".json"), info)
     return float((got.to(dev) - expected).abs().max())
 

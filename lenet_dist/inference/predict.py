@@ -107,7 +107,7 @@ def predict_files(files: list[Path], loaded: list[tuple[np.ndarray | Row | None,
                   number: bool = False) -> list[Prediction] | list[NumberPrediction]:
     """One row per file; `loaded` holds each file's preprocessed image (a Row for a number) or its
     error (images.start_loading)."""
-    model, meta = load_model(checkpoint)
+    model, meta = load_model(checkpoint, as_evaluated=True)
     dev = torch.device(device)
     model = model.to(dev)
     images, first = [], []

@@ -112,6 +112,7 @@ class CheckpointMeta(Record):
     world_size: int = 1
     run_name: str = ""
     metrics: EvalMetrics | None = None
+    mirror_average: bool = False  # evaluated, and to be read, as the average of the image and its mirror
     versions: dict[str, str] = {}
     created: str = ""
     files: dict[str, str] = {}  # file name -> sha256

@@ -64,7 +64,7 @@ def build_app(checkpoint: Path, limits: Limits | None = None, device: str = "cpu
     """The app serving `checkpoint` on `device` (auto | cpu | cuda | cuda:N); with `collect_dir`,
     also POST /v1/collect: corrected drawings kept for fine-tuning, at most `collect_max`."""
     limits = limits or Limits()
-    model, meta = load_model(checkpoint)  # a bad checkpoint fails here, before the server binds
+    model, meta = load_model(checkpoint, as_evaluated=True)  # a bad checkpoint fails here, before the server binds
     collect = Collector(collect_dir, meta.classes, collect_max) if collect_dir is not None else None
     decoders = ThreadPoolExecutor(4, thread_name_prefix="lenet-decode")
     budget = PixelBudget(limits.max_pixels)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from lenet_dist.config import Config
+from lenet_dist.data.augment import mirrors
 from lenet_dist.data.datasets import DatasetSpec
 from lenet_dist.data.fetch import ensure_dataset
 from lenet_dist.data.folder import load_folder
@@ -27,6 +28,7 @@ class TrainingData:
     total_steps: int
     memory_format: torch.memory_format = torch.contiguous_format  # how batches are laid out for the model
     held_out: str = "test"  # what `test` holds: the test set, or a validation split carved from training
+    mirror_average: bool = False  # evaluate (and have predict read) each image averaged with its mirror
 
 
 def load_data(cfg: Config, procs: Processes) -> TrainingData:
@@ -49,7 +51,8 @@ def load_data(cfg: Config, procs: Processes) -> TrainingData:
         raise ConfigError(f"train.batch_size ({cfg.train.batch_size}) is larger than the training set "
                           f"({len(train_set)} images)")
     return TrainingData(spec, train_set, held_out, steps, steps * cfg.train.epochs, memory_format(cfg),
-                        "validation" if cfg.data.validation_size else "test")
+                        "validation" if cfg.data.validation_size else "test",
+                        mirrors(cfg.augment.test_mirror, spec.mirror_safe))
 
 
 def with_extra(train: Split, extra: Split, repeat: int) -> Split:

@@ -29,6 +29,6 @@ def evaluate_checkpoint(path: Path, data_dir: Path, device: str = "auto",
                  "reduce_sum": functools.partial(acc.reduce, reduction="sum")}
     spec = ensure_dataset(meta.dataset, data_dir)
     split = load_split(spec, data_dir, "test", device=dev)
-    result = evaluate(model.to(dev), split, spec, **shard)
+    result = evaluate(model.to(dev), split, spec, mirror_average=meta.mirror_average, **shard)
     close_distributed()
     return result, meta, shard.get("rank", 0) == 0

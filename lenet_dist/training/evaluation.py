@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from lenet_dist.data.datasets import DatasetSpec
 from lenet_dist.data.tensors import Split, eval_shard
+from lenet_dist.model import for_inference
 from lenet_dist.records import EvalMetrics
 
 
@@ -37,9 +38,10 @@ def _identity(t: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, split: Split, spec: DatasetSpec, *, rank: int = 0, world: int = 1,
              batch_size: int = 1000, reduce_sum: Callable[[torch.Tensor], torch.Tensor] = _identity,
-             memory_format: torch.memory_format = torch.contiguous_format) -> EvalResult:
-    """Evaluate this rank's share, then sum the counts with `reduce_sum` (an all-reduce)."""
-    was_training = model.training
+             memory_format: torch.memory_format = torch.contiguous_format, mirror_average: bool = False) -> EvalResult:
+    """Evaluate this rank's share, then sum the counts with `reduce_sum` (an all-reduce);
+    mirror_average: each image read as it is and mirrored, averaged (model.MirrorAveraged)."""
+    was_training, model = model.training, for_inference(model, mirror_average)
     model.eval()
     classes = len(spec.classes)
     device = split.images.device

@@ -142,8 +142,7 @@ class TrainLoop:
 
     def _log_train(self, window: LossWindow, epoch: int) -> None:
         steps, seconds = window.steps, window.seconds()
-        mean = self._flush(window) / steps
-        self.tracker.log({"kind": "train", "epoch": epoch + 1, "train_loss": mean,
+        self.tracker.log({"kind": "train", "epoch": epoch + 1, "train_loss": self._flush(window) / steps,
                           "lr": self.optimizer.param_groups[0]["lr"],
                           "images_per_second": steps * self.cfg.train.batch_size / seconds}, self.progress.global_step)
 
@@ -181,7 +180,8 @@ class TrainLoop:
     def _evaluate(self) -> EvalResult:
         return evaluate(self.procs.unwrap(self.model), self.data.test, self.data.spec, rank=self.procs.rank,
                         world=self.procs.world, batch_size=self.cfg.train.eval_batch_size,
-                        reduce_sum=self.procs.reduce_sum, memory_format=self.memory_format)
+                        reduce_sum=self.procs.reduce_sum, memory_format=self.memory_format,
+                        mirror_average=self.data.mirror_average)
 
     def _save_training_state(self, result: EvalResult | None) -> Path:
         path = self.out.save_training_state(self.progress, self.history, self.procs.unwrap(self.model),

@@ -51,7 +51,7 @@ class RunOutputs:
     def meta(self, progress: Progress, result: EvalResult | None) -> CheckpointMeta:
         return checkpoint_meta(self.data.spec, progress, steps_per_epoch=self.data.steps_per_epoch,
                                total_steps=self.data.total_steps, world=self.procs.world,
-                               run_name=self.run_dir.name, result=result)
+                               run_name=self.run_dir.name, result=result, mirror_average=self.data.mirror_average)
 
     def summary(self, progress: Progress, history: list[EpochRecord], final: EvalResult | None, status: str,
                 stop_signal: str | None = None) -> RunSummary:

@@ -49,13 +49,13 @@ def run_summary(cfg: Config, procs: Processes, run_dir: Path, dataset: str, prog
 
 
 def checkpoint_meta(spec: DatasetSpec, progress: Progress, *, steps_per_epoch: int, total_steps: int, world: int,
-                    run_name: str, result: EvalResult | None) -> CheckpointMeta:
+                    run_name: str, result: EvalResult | None, mirror_average: bool = False) -> CheckpointMeta:
     p = progress
     return CheckpointMeta(
         dataset=spec.name, classes=list(spec.classes), normalization=spec.normalization, epoch=p.epoch,
         step_in_epoch=p.step_in_epoch, global_step=p.global_step, steps_per_epoch=steps_per_epoch,
         total_steps=total_steps, world_size=world, run_name=run_name,
-        metrics=result.metrics() if result is not None else None)
+        metrics=result.metrics() if result is not None else None, mirror_average=mirror_average)
 
 
 def divergence_message(step: int, what: str, value: float, lr: float) -> str:

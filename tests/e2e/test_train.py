@@ -143,19 +143,33 @@ def test_three_processes_share_an_uneven_batch_and_train_the_one_process_weights
 
 def test_the_best_configs_knobs_give_the_one_process_result_on_two(mnist_dir: Path, tmp_path: Path):
     """configs/best.yaml's recipe, with every knob it could use switched on (mirror, erasing, a
-    validation split): 2 processes train the weights 1 process trains, and never read the test set."""
+    validation split, mirror-averaged evaluation): 2 processes train the weights 1 process trains, and
+    evaluate the same; the test set is never read; the model is read mirror-averaged everywhere."""
     from safetensors.torch import load_file
 
     common = ["train", "-c", REPO / "configs" / "best.yaml", "--data-dir", mnist_dir, "--output-dir", tmp_path,
               "--epochs", "1", "--set", "data.train_subset=1580", "--set", "data.validation_size=300",
-              "--set", "augment.mirror=true", "--set", "augment.erase=0.5"]
+              "--set", "augment.mirror=true", "--set", "augment.erase=0.5", "--set", "augment.test_mirror=true"]
     one = run_cli(*common, "--run-name", "one", cwd=tmp_path)
     two = launch(2, *common, "--run-name", "two", cwd=tmp_path)
     assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
-    for run in ("one", "two"):
-        summary = read_summary(tmp_path / run)
+    summaries = [read_summary(tmp_path / run) for run in ("one", "two")]
+    for summary in summaries:
         assert summary["evaluated_on"] == "validation" and summary["test_samples"] == 300
-        assert summary["global_step"] == 1280 // 128
+        assert summary["global_step"] == 1280 // 64
+    assert abs(summaries[0]["test_accuracy"] - summaries[1]["test_accuracy"]) <= 1 / 300
     a, b = (load_file(tmp_path / run / "model" / "model.safetensors") for run in ("one", "two"))
     for name in a:
         assert torch.allclose(a[name], b[name], atol=1e-5, rtol=1e-4), (name, (a[name] - b[name]).abs().max())
+    model = tmp_path / "one" / "model"
+    assert json.loads((model / "meta.json").read_text())["mirror_average"] is True
+    evaluated = run_cli("evaluate", model, "--data-dir", mnist_dir, "--json", cwd=tmp_path)
+    exported = run_cli("export", model, "--output", tmp_path / "m.pt", cwd=tmp_path)
+    assert evaluated.returncode == 0 and exported.returncode == 0, evaluated.stderr + exported.stderr
+    assert json.loads(evaluated.stdout)["mirror_average"] is True
+    assert json.loads((tmp_path / "m.pt.json").read_text())["mirror_average"] is True
+    plain, _ = load_model(model)
+    digits = torch.randn(8, 1, 28, 28)
+    with torch.no_grad():  # the export reads each image as the average of it and its mirror
+        want = ((plain(digits).softmax(1) + plain(digits.flip(-1)).softmax(1)) / 2).log()
+        assert torch.allclose(torch.jit.load(str(tmp_path / "m.pt"))(digits), want, atol=1e-5)

@@ -76,3 +76,12 @@ def test_erasing_blanks_one_rectangle_and_is_the_same_split_over_ranks():
     halves = [augment_batch(x[r * 32:(r + 1) * 32], cfg, batch_generator(CPU, 1, 2, 3), start=r * 32, total=64)
               for r in range(2)]
     assert torch.equal(torch.cat(halves), whole)
+
+
+def test_test_mirror_is_off_by_default_and_auto_reads_mirrored_only_where_classes_survive():
+    from lenet_dist.config import AugmentConfig
+    from lenet_dist.data.augment import mirrors
+
+    assert AugmentConfig().test_mirror is False
+    assert [mirrors(s, safe) for s in (False, True, "auto") for safe in (False, True)] == \
+        [False, False, True, True, False, True]

@@ -113,3 +113,18 @@ def test_a_tampered_weight_file_fails_its_checksum(model_checkpoint: Path):
     (model_checkpoint / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="sha256"):
         load_model(model_checkpoint)
+
+
+def test_a_checkpoint_evaluated_mirror_averaged_is_read_so_for_inference_and_plain_for_training(tmp_path: Path):
+    from lenet_dist.checkpoint import save_checkpoint
+    from lenet_dist.model import LeNet5, MirrorAveraged
+
+    from .conftest import make_meta
+
+    plain = save_checkpoint(tmp_path / "plain", LeNet5(), make_meta(20))
+    meta = make_meta(20).model_copy(update={"mirror_average": True})
+    mirrored = save_checkpoint(tmp_path / "mirrored", LeNet5(), meta)
+    assert type(load_model(plain, as_evaluated=True)[0]) is LeNet5, "older checkpoints read as they always did"
+    assert type(load_model(mirrored)[0]) is LeNet5, "fine-tuning and resuming take the weights"
+    model, meta = load_model(mirrored, as_evaluated=True)
+    assert isinstance(model, MirrorAveraged) and meta.mirror_average
