@@ -85,7 +85,7 @@ def read_digits(model: torch.nn.Module, meta, images: list[np.ndarray], dev: tor
     return out
 
 
-CLOSE_READINGS = 0.5  # two ways to cut a stretch of a row within this many nats of each other: a person should look
+CLOSE_READINGS = 0.05  # two ways to cut a stretch of a row within this many nats of each other: a person should look
 
 
 def choose_reading(row: Row, reads: list[DigitRead]) -> tuple[list[int], bool]:

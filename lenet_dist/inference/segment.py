@@ -58,6 +58,8 @@ def _on_the_page(ink: Ink) -> list[Box]:
     tall = float(np.median([b[4] for b in rest if ink.areas[b[0]] >= 0.25 * largest]))
     pen = float(np.median([ink.areas[b[0]] / max(b[3], b[4]) for b in rest]))  # a stroke's width, roughly
     rest += [b for b in edges if max(b[3], b[4]) < 1.5 * tall and not _edge_line(b, rest, pen, tall, ink)]
+    rest = [b for b in rest if not (min(b[1], w - b[1] - b[3]) <= 0.03 * w  # the paper's edge a few pixels in
+                                    and _edge_line(b, [r for r in rest if r is not b], pen, tall, ink))]
     big = [b for b in rest if b[4] >= 0.6 * tall]
     top, bottom = float(np.median([b[2] for b in big])), float(np.median([b[2] + b[4] for b in big]))
     in_row = [b for b in rest if max(top - (b[2] + b[4]), b[2] - bottom) <= 0.2 * tall  # a 4's top, a 5's bar stay
@@ -68,7 +70,7 @@ def _on_the_page(ink: Ink) -> list[Box]:
 def _edge_line(b: Box, rest: list[Box], pen: float, tall: float, ink: Ink) -> bool:
     """An edge-like piece thinner than the pen and a digit's height or more from the row's ink: the
     page's edge, not a 1 that the crop cut close to."""
-    gap = min(max(r[1] - (b[1] + b[3]), b[1] - (r[1] + r[3])) for r in rest)
+    gap = min((max(r[1] - (b[1] + b[3]), b[1] - (r[1] + r[3])) for r in rest), default=0)
     return ink.areas[b[0]] / max(b[3], b[4]) < 0.6 * pen and gap > 0.6 * tall
 
 
