@@ -88,14 +88,15 @@ def read_digits(model: torch.nn.Module, meta, images: list[np.ndarray], dev: tor
 CLOSE_READINGS = 0.05  # two ways to cut a stretch of a row within this many nats of each other: a person should look
 
 
-def choose_reading(row: Row, reads: list[DigitRead]) -> tuple[list[int], bool]:
+def choose_reading(row: Row, reads: list[DigitRead], at: int = 0) -> tuple[list[int], bool]:
     """The likeliest way to cut the row (indices into row.images): in each slot, the reading whose
     digits the model is surest of together (the product of their top probabilities, so a reading
     with more digits must earn each one), the first (the ink's shape's choice) on a tie; and whether
-    some slot's runner-up came close, or ink was left out that could be a digit."""
+    some slot's runner-up came close, or ink was left out that could be a digit. The row's images
+    were read into reads[at:]."""
     chosen, close = [], row.left_out
     for slot in row.slots:
-        scores = [sum(math.log(max(reads[i].confidence, 1e-9)) for i in reading) for reading in slot]
+        scores = [sum(math.log(max(reads[at + i].confidence, 1e-9)) for i in reading) for reading in slot]
         order = sorted(range(len(slot)), key=lambda k: (-scores[k], k))
         chosen += slot[order[0]]
         close = close or (len(slot) > 1 and scores[order[0]] - scores[order[1]] < CLOSE_READINGS)
@@ -121,7 +122,7 @@ def predict_files(files: list[Path], loaded: list[tuple[np.ndarray | Row | None,
         if image is None:
             out.append(NumberPrediction(str(f), error=err) if number else Prediction(str(f), error=err))
             continue
-        chosen, close = choose_reading(image, reads[first[i]:]) if isinstance(image, Row) else ([0], False)
+        chosen, close = choose_reading(image, reads, first[i]) if isinstance(image, Row) else ([0], False)
         digits = [reads[first[i] + k] for k in chosen]
         if save_preprocessed is not None:
             for n, k in enumerate(chosen):

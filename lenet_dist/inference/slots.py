@@ -20,25 +20,28 @@ def _pen_lift_slots(groups: list[list[Box]], typical: float) -> list[Slot]:
     row's height. Two digits side by side are each as tall as the row (a 1 too). Neighbours that
     could be either (close, together hardly wider than a digit is tall) keep the other reading too,
     for the model to weigh."""
+    def pair(i: int) -> str | None:  # "one": a pen lift; "either": the model decides; None: two digits
+        if i + 1 >= len(groups):
+            return None
+        (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = span(groups[i]), span(groups[i + 1])
+        gap, width = bx0 - ax1, max(ax1, bx1) - min(ax0, bx0)
+        if min(ay1 - ay0, by1 - by0) < 0.75 * typical and gap < 0.15 * typical and width <= 0.9 * typical:
+            return "one"
+        return "either" if gap < 0.3 * typical and width <= 1.2 * typical else None
+
     slots: list[Slot] = []
     i = 0
     while i < len(groups):
-        a = groups[i]
-        b = groups[i + 1] if i + 1 < len(groups) else None
-        if b is not None:
-            (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = span(a), span(b)
-            gap, width = bx0 - ax1, max(ax1, bx1) - min(ax0, bx0)
-            short = min(ay1 - ay0, by1 - by0) < 0.75 * typical
-            if short and gap < 0.15 * typical and width <= 0.9 * typical:
-                slots.append([[a + b], [a, b]])
-                i += 2
-                continue
-            if gap < 0.3 * typical and width <= 1.2 * typical:
-                slots.append([[a, b], [a + b]])
-                i += 2
-                continue
-        slots.append([[a]])
-        i += 1
+        a, kind = groups[i], pair(i)
+        if kind == "either" and pair(i + 1) == "one":  # the next piece is the rest of its own digit
+            kind = None
+        if kind is None:
+            slots.append([[a]])
+            i += 1
+            continue
+        b = groups[i + 1]
+        slots.append([[a + b], [a, b]] if kind == "one" else [[a, b], [a + b]])
+        i += 2
     return slots
 
 

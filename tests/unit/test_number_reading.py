@@ -105,3 +105,12 @@ def test_ink_the_size_of_a_digit_left_out_flags_the_row(digits: np.ndarray):
     assert len(row.first_reading()) == 3 and row.left_out
     reads = [_read(0.95)] * len(row.images)
     assert choose_reading(row, reads)[1], "the row is flagged uncertain"
+
+
+def test_a_piece_that_is_half_of_the_next_digit_is_not_paired_with_the_digit_before():
+    from lenet_dist.inference.slots import _pen_lift_slots
+
+    # a 7, then a 4 in two strokes (its corner close to the 7, its upright close to the corner)
+    seven, corner, upright = [(1, 0, 0, 30, 50)], [(2, 36, 10, 10, 25)], [(3, 48, 0, 8, 50)]
+    slots = _pen_lift_slots([seven, corner, upright], typical=50)
+    assert slots == [[[seven]], [[corner + upright], [corner, upright]]]
