@@ -90,15 +90,21 @@ def random_affine(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
     return x
 
 
+def pen_width(x: torch.Tensor, amount: torch.Tensor | float) -> torch.Tensor:
+    """Strokes as a thicker (amount > 0) or thinner (amount < 0) pen would draw them: a blend by |amount|
+    towards a 3x3 max (or min) filter of the image."""
+    amount = torch.as_tensor(amount, dtype=x.dtype, device=x.device)
+    thick = F.max_pool2d(x, 3, stride=1, padding=1)
+    thin = -F.max_pool2d(-x, 3, stride=1, padding=1)
+    return torch.where(amount > 0, x + amount * (thick - x), x - amount * (thin - x))
+
+
 def _stroke_and_contrast(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator, start: int,
                          total: int) -> torch.Tensor:
     """Thicker or thinner strokes (a blend towards a 3x3 max or min filter) and a gamma on the ink."""
     n = x.shape[0]
     u = torch.rand(total, 2, generator=generator, device=x.device, dtype=x.dtype)[start:start + n]
     u = (u * 2 - 1).view(n, 2, 1, 1)
-    amount = u[:, 0:1] * cfg.stroke
-    thick = F.max_pool2d(x, 3, stride=1, padding=1)
-    thin = -F.max_pool2d(-x, 3, stride=1, padding=1)
-    x = torch.where(amount > 0, x + amount * (thick - x), x - amount * (thin - x))
+    x = pen_width(x, u[:, 0:1] * cfg.stroke)
     gamma = torch.exp(u[:, 1:2] * math.log1p(cfg.contrast))
     return x.clamp(0, 1).pow(gamma)

@@ -28,6 +28,7 @@ class DatasetSpec:
     normalization: Normalization
     files: dict[str, tuple[IdxFile, IdxFile]]  # split -> (images, labels)
     mirror_safe: bool = False  # a left-right mirror keeps every class (a shoe stays a shoe; a 3 does not stay a 3)
+    pen_drawn: bool = False  # the images are drawn with a pen, so predict also reads them at other pen widths
 
     def all_files(self) -> list[IdxFile]:
         return [f for pair in self.files.values() for f in pair]
@@ -42,6 +43,7 @@ MNIST = DatasetSpec(
     torchvision_class="MNIST",
     classes=tuple(str(d) for d in range(10)),
     normalization=Normalization(mean=0.1307, std=0.3081),
+    pen_drawn=True,
     files={
         "train": (
             IdxFile("train-images-idx3-ubyte", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),

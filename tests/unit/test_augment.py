@@ -85,3 +85,34 @@ def test_test_mirror_is_off_by_default_and_auto_reads_mirrored_only_where_classe
     assert AugmentConfig().test_mirror is False
     assert [mirrors(s, safe) for s in (False, True, "auto") for safe in (False, True)] == \
         [False, False, True, True, False, True]
+
+
+def test_pen_width_thickens_or_thins_strokes_and_zero_is_the_identity(mnist_dir: Path):
+    from lenet_dist.data.augment import pen_width
+
+    x = _digits(mnist_dir, 32)
+    assert torch.equal(pen_width(x, 0.0), x)
+    thick, thin = pen_width(x, 0.5), pen_width(x, -0.5)
+    assert bool((thick >= x - 1e-6).all() and (thin <= x + 1e-6).all())
+    assert float(thick.min()) >= 0 and float(thick.max()) <= 1 and float(thin.min()) >= 0
+    assert float(thick.sum()) > 1.2 * float(x.sum()) > 1.44 * float(thin.sum())
+
+
+def test_predict_reads_digits_at_three_pen_widths_and_other_datasets_as_they_are(mnist_dir: Path):
+    """Digits are pen-drawn: predict averages the probabilities of the image as it is, thicker and
+    thinner. Clothes are not, and are read once."""
+    from lenet_dist.data.augment import pen_width
+    from lenet_dist.inference.predict import probabilities
+    from lenet_dist.model import LeNet5
+
+    from .conftest import make_meta
+
+    torch.manual_seed(0)
+    model, x = LeNet5().eval(), _digits(mnist_dir, 8)
+    digits, clothes = make_meta(dataset="mnist"), make_meta(dataset="fashion-mnist")
+    with torch.no_grad():
+        views = [torch.softmax(model(digits.normalization.apply(pen_width(x, a))), 1) for a in (0.0, 0.5, -0.5)]
+    got = probabilities(model, digits, x)
+    assert torch.allclose(got, sum(views) / 3, atol=1e-6) and torch.allclose(got.sum(1), torch.ones(8))
+    assert not torch.allclose(got, views[0], atol=1e-4)
+    assert torch.allclose(probabilities(model, clothes, x), views[0], atol=1e-6)
