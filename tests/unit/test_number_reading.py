@@ -64,6 +64,14 @@ def test_a_digit_in_a_lighter_pen_is_found_though_a_few_of_its_pixels_are_dark(d
     assert len(found) == 4
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_digit_in_a_pen_a_third_as_dark_as_its_neighbours_is_found(digits: np.ndarray, seed: int):
+    row = [digits[0], digits[7], digits[3], digits[4]]  # 7 9 0 4
+    found = to_digits(_gray(number_photo(row, np.random.default_rng(seed), gaps=[1.0] * 3,
+                                         strengths=[1.0, 0.3, 1.0, 1.0])))
+    assert len(found) == 4
+
+
 @pytest.mark.parametrize("seed", [2, 3, 4])
 def test_the_pages_edge_beside_a_tight_row_is_not_a_one(digits: np.ndarray, seed: int):
     photo = _gray(number_photo([digits[18], digits[0], digits[1]], np.random.default_rng(seed), gaps=[0.75, 0.75]))
