@@ -25,7 +25,8 @@ def predict(
         help="model checkpoint or run directory (default: the best model of the most recent run under runs/)")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="look into subdirectories")] = False,
     no_preprocess: Annotated[bool, typer.Option("--no-preprocess", help="inputs are already MNIST-like "
-                                                "(light digit on black, 28x28): skip inversion/crop/centring")] = False,
+                                                "(light digit on black, 28x28): skip inversion/crop/centring "
+                                                "and read each once")] = False,
     number: Annotated[bool, typer.Option("--number", help="each image is a row of separate digits (a postcode, "
                                          "a year): read them left to right")] = False,
     save_preprocessed: Annotated[Path | None, typer.Option(help="write the 28x28 images the model saw here")] = None,
@@ -57,7 +58,7 @@ def predict(
     row_type = NumberPrediction if number else Prediction
     rows = [row_type(item, error=why) for item, why in missing]
     rows += predict_files(files, wait_for_images(), checkpoint, device=dev, save_preprocessed=save_preprocessed,
-                          number=number)
+                          number=number, pens=not no_preprocess)
     for r in rows:
         if r.error:
             typer.echo(f"lenet-dist: {r.file}: {r.error}", err=True)

@@ -75,25 +75,25 @@ def default_checkpoint(runs_dir: Path = Path("runs")) -> Path:
 PEN_WIDTHS = (0.0, 0.5, -0.5)  # as drawn, thicker, thinner: inside the range training's augment.stroke spans
 
 
-def probabilities(model: torch.nn.Module, meta, x: torch.Tensor) -> torch.Tensor:
-    """Class probabilities of a batch of [0, 1] images. Digits (a pen-drawn dataset) are read at three
-    pen widths and the probabilities averaged: a stranger's pen, a scan's blur or a photo's threshold
-    leaves strokes thicker or thinner than the training images, and the views closer to those outvote
-    the one further off."""
+def probabilities(model: torch.nn.Module, meta, x: torch.Tensor, pens: bool = True) -> torch.Tensor:
+    """Class probabilities of a batch of [0, 1] images. With `pens`, digits (a pen-drawn dataset) are
+    read at three pen widths and the probabilities averaged: a stranger's pen, a scan's blur or a
+    photo's threshold leaves strokes thicker or thinner than the training images, and the views
+    closer to those outvote the one further off."""
     spec = DATASETS.get(meta.dataset)
-    views = [pen_width(x, a) for a in PEN_WIDTHS] if spec is not None and spec.pen_drawn else [x]
+    views = [pen_width(x, a) for a in PEN_WIDTHS] if pens and spec is not None and spec.pen_drawn else [x]
     with torch.inference_mode():
         probs = torch.softmax(model(meta.normalization.apply(torch.cat(views))).float(), dim=1)
     return probs.view(len(views), len(x), -1).mean(0)
 
 
 def read_digits(model: torch.nn.Module, meta, images: list[np.ndarray], dev: torch.device,
-          batch_size: int) -> list[DigitRead]:
-    """One batched forward pass per batch_size images."""
+                batch_size: int, pens: bool = True) -> list[DigitRead]:
+    """One batched forward pass per batch_size images (see probabilities for `pens`)."""
     out: list[DigitRead] = []
     for start in range(0, len(images), batch_size):
         x = torch.from_numpy(np.stack(images[start:start + batch_size]))[:, None].to(dev)
-        probs = probabilities(model, meta, x).cpu()
+        probs = probabilities(model, meta, x, pens).cpu()
         top_p, top_i = probs.topk(3, dim=1)
         for ps, idx in zip(top_p.tolist(), top_i.tolist(), strict=True):
             top3 = [(meta.classes[j], p) for j, p in zip(idx, ps, strict=True)]
@@ -121,9 +121,10 @@ def choose_reading(row: Row, reads: list[DigitRead], at: int = 0) -> tuple[list[
 
 def predict_files(files: list[Path], loaded: list[tuple[np.ndarray | Row | None, str | None]], checkpoint: Path, *,
                   device: torch.device | str = "cpu", batch_size: int = 1024, save_preprocessed: Path | None = None,
-                  number: bool = False) -> list[Prediction] | list[NumberPrediction]:
+                  number: bool = False, pens: bool = True) -> list[Prediction] | list[NumberPrediction]:
     """One row per file; `loaded` holds each file's preprocessed image (a Row for a number) or its
-    error (images.start_loading)."""
+    error (images.start_loading). pens: False reads each image once, as the held-out evaluation does
+    (--no-preprocess)."""
     model, meta = load_model(checkpoint, as_evaluated=True)
     dev = torch.device(device)
     model = model.to(dev)
@@ -132,7 +133,7 @@ def predict_files(files: list[Path], loaded: list[tuple[np.ndarray | Row | None,
         first.append(len(images))
         if image is not None:
             images += list(image.images if isinstance(image, Row) else image.reshape(-1, 28, 28))
-    reads = read_digits(model, meta, images, dev, batch_size)
+    reads = read_digits(model, meta, images, dev, batch_size, pens)
     out = []
     for i, (f, (image, err)) in enumerate(zip(files, loaded, strict=True)):
         if image is None:
