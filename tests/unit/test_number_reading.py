@@ -64,6 +64,21 @@ def test_a_digit_in_a_lighter_pen_is_found_though_a_few_of_its_pixels_are_dark(d
     assert len(found) == 4
 
 
+@pytest.mark.parametrize(("index", "band"), [(7, 12), (3, 13), (12, 12)])  # a 9, a 0, a 9
+def test_a_digit_in_two_strokes_is_read_as_one_unbroken_digit(digits: np.ndarray, index: int, band: int):
+    """The two pieces are one digit, and the gap the pen lift left (two pixels at MNIST's scale) is
+    closed in the image the model reads: a 9 broken across its stem reads as a 7."""
+    import cv2
+
+    cut = digits[index].copy()
+    cut[band:band + 2] = 0
+    assert cv2.connectedComponents((cut > 60).astype(np.uint8))[0] - 1 == 2
+    row = to_row(_gray(number_photo([digits[0], cut, digits[2]], np.random.default_rng(0), gaps=[1.0, 1.0])))
+    assert len(row.slots) == 3
+    joined = row.images[row.slots[1][0][0]]
+    assert cv2.connectedComponents((joined > 0.3).astype(np.uint8))[0] - 1 == 1
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_digit_in_a_pen_a_third_as_dark_as_its_neighbours_is_found(digits: np.ndarray, seed: int):
     row = [digits[0], digits[7], digits[3], digits[4]]  # 7 9 0 4
