@@ -72,7 +72,7 @@ def default_checkpoint(runs_dir: Path = Path("runs")) -> Path:
     raise CheckpointError(f"no trained model found under {runs_dir}/; train one or pass --checkpoint PATH")
 
 
-PEN_WIDTHS = (0.0, 0.5, -0.5)  # as drawn, thicker, thinner: inside the range training's augment.stroke spans
+PEN = 0.5  # read thicker and thinner by this blend too: inside the range training's augment.stroke spans
 
 
 def probabilities(model: torch.nn.Module, meta, x: torch.Tensor, pens: bool = True) -> torch.Tensor:
@@ -81,7 +81,7 @@ def probabilities(model: torch.nn.Module, meta, x: torch.Tensor, pens: bool = Tr
     photo's threshold leaves strokes thicker or thinner than the training images, and the views
     closer to those outvote the one further off."""
     spec = DATASETS.get(meta.dataset)
-    views = [pen_width(x, a) for a in PEN_WIDTHS] if pens and spec is not None and spec.pen_drawn else [x]
+    views = [x, pen_width(x, PEN), pen_width(x, -PEN)] if pens and spec is not None and spec.pen_drawn else [x]
     with torch.inference_mode():
         probs = torch.softmax(model(meta.normalization.apply(torch.cat(views))).float(), dim=1)
     return probs.view(len(views), len(x), -1).mean(0)

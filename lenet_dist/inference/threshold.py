@@ -26,7 +26,7 @@ def ink_mask(strength: np.ndarray, min_ink: float) -> np.ndarray:
     height, area = stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_AREA]
     has_strong = np.bincount(labels[strong > 0], minlength=count) >= STRONG_SHARE * area
     tallest, largest = height[1:][has_strong[1:]].max(initial=0), area[1:][has_strong[1:]].max(initial=0)
-    if tallest == 0:  # nothing for a piece to be lighter than: all of it that passes min_ink, as before
+    if tallest == 0:  # nothing for a piece to be lighter than: what passes min_ink is the ink
         return (strength > max(0.5 * otsu / 255.0, min_ink)).astype(np.uint8)
     faint = [i for i in range(1, count) if not has_strong[i] and ((height[i] >= 0.3 * tallest and area[i] >=
              0.1 * largest) or (height[i] >= 0.6 * tallest and area[i] >= 0.02 * largest))]  # a light 1: thin
